@@ -1,0 +1,1 @@
+"""Lightning callbacks for proxy runs (DomainLossLogger) and the main run (MixtureWeights)."""

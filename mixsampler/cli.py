@@ -1,0 +1,68 @@
+"""The ``mixsampler`` command line.
+
+Each verb lives in its own module that exposes ``register(subparsers)``. Those modules keep
+their heavy imports (torch, Lightning) inside the handlers, so ``mixsampler fit`` starts in
+the time numpy and scipy take to import, not torch.
+
+Example:
+    $ mixsampler fit runs.csv --law joint --target all -o law.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Modules that add verbs. Order is the order of ``mixsampler --help``.
+_REGISTRARS: tuple[str, ...] = (
+    "mixsampler.commands.plan",
+    "mixsampler.commands.shards",
+    "laws.cli",
+    "mixsampler.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered verb."""
+    parser = argparse.ArgumentParser(
+        prog="mixsampler",
+        description="Pick the data mixture of a large run from small proxy runs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _REGISTRARS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            # A verb whose module is absent must not take the others down with it.
+            if err.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mixsampler`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+    )
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # User errors: one readable line, no traceback. Bugs (other types) still trace.
+        print(f"mixsampler {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

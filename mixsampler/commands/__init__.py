@@ -1,0 +1,1 @@
+"""Thin argparse front ends for the ``mixsampler`` verbs (see :mod:`mixsampler.cli`)."""
