@@ -1,0 +1,136 @@
+"""``mixsampler plan``: design the proxy sweep and write one LightningCLI config per run.
+
+Example:
+    $ mixsampler plan --config base.yaml --tokens 5e7 1e8 --model S:model.init_args.n_layer=2 \\
+          --model M:model.init_args.n_layer=4 --law joint --tokens-per-step 8192 -o sweep/
+    $ for c in sweep/configs/*.yaml; do python train.py fit --config $c; done
+    $ mixsampler fit sweep/runs/*.csv --law joint --target all -o law.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``plan`` verb."""
+    p = subparsers.add_parser(
+        "plan",
+        help="design the proxy sweep (mixtures x model sizes x token budgets)",
+        description=(
+            "Pick the mixtures of the proxy runs (the paper's simplex grid with a minimum weight,"
+            " Dirichlet draws, or a Sobol design), as many as the law to be fitted has"
+            " parameters plus a margin, times model sizes and token budgets. Writes plan.csv and"
+            " configs/<run>.yaml, each a LightningCLI config with the run's weights and a"
+            " DomainLossLogger writing runs/<run>.csv."
+        ),
+    )
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument(
+        "--domains",
+        help="comma-separated training domains (default: the keys of data.train in --config)",
+    )
+    p.add_argument("--config", help="base LightningCLI YAML shared by every run")
+    p.add_argument(
+        "--tokens",
+        nargs="+",
+        type=float,
+        required=True,
+        metavar="D",
+        help="token budget(s) per run, e.g. 5e7 1e8",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="a model size and its config overrides, e.g. S:model.init_args.n_layer=2;"
+        " repeat for several sizes (default: one size named 'proxy', no overrides)",
+    )
+    p.add_argument("--design", default="grid", choices=["grid", "dirichlet", "sobol"])
+    p.add_argument("--law", default="joint", help="law the sweep is sized for (default joint)")
+    p.add_argument("--n-mixtures", type=int, help="number of mixtures (overrides --law sizing)")
+    p.add_argument("--margin", type=int, default=5, help="mixtures beyond the law's parameters")
+    p.add_argument("--min-weight", type=float, default=0.02, help="minimum weight per domain")
+    p.add_argument("--grid-steps", type=int, help="grid resolution S (grid design)")
+    p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tokens-per-step",
+        type=int,
+        help="tokens per optimizer step over all ranks; sets trainer.max_steps per run",
+    )
+    p.set_defaults(func=_run)
+
+
+def _parse_models(specs: list[str] | None) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    if not specs:
+        return {"proxy": {}}
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        overrides: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ValueError(f"--model {spec!r}: expected NAME:KEY=VALUE,..., got {item!r}")
+            overrides[key.strip()] = yaml.safe_load(value)
+        if name in out:
+            raise ValueError(f"--model {name!r} is given twice")
+        out[name] = overrides
+    return out
+
+
+def _domains_from_config(path: str) -> list[str]:
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    data = cfg.get("data") or {}
+    args = data.get("init_args", data) if isinstance(data, dict) else {}
+    train = args.get("train") if isinstance(args, dict) else None
+    if not isinstance(train, dict) or not train:
+        raise ValueError(
+            f"--config {path!r} has no data.train mapping of domains; pass --domains a,b,c"
+        )
+    return list(train)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mixsampler.plan import make_plan
+
+    if args.domains:
+        domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+    elif args.config:
+        domains = _domains_from_config(args.config)
+    else:
+        raise ValueError("give --domains a,b,c or a --config whose data.train names them")
+    plan = make_plan(
+        domains,
+        token_budgets=args.tokens,
+        model_sizes=_parse_models(args.model),
+        design=args.design,
+        law=args.law,
+        n_mixtures=args.n_mixtures,
+        margin=args.margin,
+        min_weight=args.min_weight,
+        grid_steps=args.grid_steps,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+    path = plan.write(args.out, base_config=args.config, tokens_per_step=args.tokens_per_step)
+    sized = f" ({plan.law}: {plan.n_params} parameters)" if plan.n_params else ""
+    print(
+        f"{len(plan.runs)} runs = {plan.n_mixtures} mixtures{sized} x {len(plan.model_sizes)}"
+        f" model sizes x {len(plan.token_budgets)} token budgets -> {path}"
+    )
+    print(
+        f"configs: {Path(args.out) / 'configs'}/*.yaml; then: mixsampler fit "
+        f"{Path(args.out) / 'runs'}/*.csv"
+    )
+    return 0

@@ -1,0 +1,409 @@
+"""Design a proxy sweep: which mixtures, model sizes and token budgets to train.
+
+A mixture law is fitted on rows (N, D, h, loss) from small proxy runs. Its mixture terms are
+identified only across *distinct* mixtures, so the number of mixtures is sized to the law's
+parameter count (plus a margin), and every mixture is trained at every model size and token
+budget so that the N and D terms are identified too.
+
+Three designs of mixtures on the simplex, each with a minimum weight per domain:
+
+- ``grid`` (the paper's): points of an evenly spaced grid ``h = m + (1 - k m) c / S`` with ``c``
+  a composition of ``S`` into ``k`` non-negative integers, a seeded subset when the grid holds
+  more points than needed. With ``k = 7`` and ``m = 0.02`` the default step gives ``S = 13``, the
+  grid of the paper's public SlimPajama table.
+- ``dirichlet``: i.i.d. Dirichlet(alpha) draws (RegMix's choice).
+- ``sobol``: a scrambled Sobol sequence mapped to the simplex (normalized ``-log(1 - u)``,
+  which turns uniform points into Dirichlet(1) ones), so the mixtures fill the simplex more
+  evenly than i.i.d. draws for the same count.
+
+Example:
+    >>> plan = make_plan(["web", "code", "books"], token_budgets=[1e8], law="additive")
+    >>> plan.n_mixtures, len(plan.runs)
+    (16, 16)
+    >>> plan.write("sweep/", base_config="base.yaml", tokens_per_step=8192)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DESIGNS", "Plan", "make_plan", "law_n_params"]
+
+log = logging.getLogger(__name__)
+
+DESIGNS: tuple[str, ...] = ("grid", "dirichlet", "sobol")
+
+
+def law_n_params(law: str, k: int) -> int:
+    """The number of parameters of ``law`` with ``k`` training domains (from ``laws.forms``).
+
+    Example:
+        >>> law_n_params("joint", 7)
+        33
+    """
+    from laws.forms import Form  # numpy only; kept local so a bad law name errors here
+
+    return Form(law, tuple(f"d{i}" for i in range(k))).n_params
+
+
+@dataclass
+class Plan:
+    """A proxy sweep: mixtures times model sizes times token budgets.
+
+    Attributes:
+        domains: training domains, the order of the columns of ``weights``.
+        weights: one mixture per row, shape (n_mixtures, k), each row on the simplex.
+        model_sizes: model name -> config overrides (dotted keys into the run's YAML).
+        token_budgets: tokens each run trains on.
+        design: how the mixtures were drawn (one of :data:`DESIGNS`).
+        law: the law the sweep is sized for (None when ``n_mixtures`` was given).
+        n_params: that law's parameter count (None without a law).
+        seed: the seed of the mixture design; also written as each run's ``seed_everything``.
+        runs: one dict per run: ``run``, ``mixture``, ``model``, ``n_tokens``,
+            ``weight_<domain>``.
+    """
+
+    domains: tuple[str, ...]
+    weights: np.ndarray
+    model_sizes: dict[str, dict[str, Any]]
+    token_budgets: tuple[float, ...]
+    design: str
+    law: str | None
+    n_params: int | None
+    seed: int
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_mixtures(self) -> int:
+        return int(self.weights.shape[0])
+
+    def write(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        base_config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        tokens_per_step: int | None = None,
+        runs_dir: str = "runs",
+    ) -> Path:
+        """Write ``plan.csv`` and one LightningCLI config per run under ``out_dir``.
+
+        Each config is ``base_config`` with, for its run: the mixture in the datamodule's
+        ``weights``, a ``callbacks.DomainLossLogger`` writing ``<out_dir>/<runs_dir>/<run>.csv``
+        (added, or updated when the base lists one), ``trainer.default_root_dir``,
+        ``trainer.max_steps = ceil(n_tokens / tokens_per_step)`` when ``tokens_per_step`` is
+        given, and the model size's overrides. Every run writes its own CSV, so runs started in
+        parallel never interleave lines; ``mixsampler fit <out_dir>/runs/*.csv`` reads them all.
+
+        Args:
+            out_dir: folder to write into (created).
+            base_config: a LightningCLI YAML (path or parsed dict) shared by every run.
+            tokens_per_step: tokens per optimizer step over all ranks (batch x sequence x
+                ranks x accumulation), to turn token budgets into ``max_steps``.
+            runs_dir: subfolder of ``out_dir`` for the run tables.
+
+        Returns:
+            The path of ``plan.csv``.
+        """
+        import yaml
+
+        if tokens_per_step is not None and (
+            isinstance(tokens_per_step, bool)
+            or int(tokens_per_step) != tokens_per_step
+            or tokens_per_step <= 0
+        ):
+            raise ValueError(f"tokens_per_step must be a positive integer, got {tokens_per_step!r}")
+        out = Path(out_dir)
+        (out / "configs").mkdir(parents=True, exist_ok=True)
+        (out / runs_dir).mkdir(parents=True, exist_ok=True)
+        if base_config is None:
+            base: dict[str, Any] = {}
+        elif isinstance(base_config, Mapping):
+            base = copy.deepcopy(dict(base_config))
+        else:
+            path = Path(base_config)
+            if not path.is_file():
+                raise FileNotFoundError(f"base_config {str(path)!r} does not exist")
+            base = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(base, dict):
+                raise ValueError(
+                    f"base_config {str(path)!r} must hold a YAML mapping, got {base!r}"
+                )
+
+        columns = ["run", "mixture", "model", "n_tokens", "max_steps", "config"] + [
+            f"weight_{d}" for d in self.domains
+        ]
+        rows = []
+        for run in self.runs:
+            cfg = copy.deepcopy(base)
+            weights = {d: run[f"weight_{d}"] for d in self.domains}
+            _set_datamodule_weights(cfg, weights)
+            for key, value in self.model_sizes[run["model"]].items():
+                _set_dotted(cfg, key, copy.deepcopy(value))
+            trainer = cfg.setdefault("trainer", {})
+            trainer["default_root_dir"] = str(out / "logs" / run["run"])
+            max_steps = None
+            if tokens_per_step is not None:
+                max_steps = math.ceil(run["n_tokens"] / tokens_per_step)
+                trainer["max_steps"] = max_steps
+            _set_logger_callback(trainer, path=str(out / runs_dir / f"{run['run']}.csv"), run=run)
+            cfg.setdefault("seed_everything", self.seed)
+            cfg_path = out / "configs" / f"{run['run']}.yaml"
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            rows.append(
+                {
+                    **run,
+                    "max_steps": "" if max_steps is None else max_steps,
+                    "config": str(cfg_path),
+                }
+            )
+        plan_path = out / "plan.csv"
+        with open(plan_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+        log.info("wrote %d run configs and %s", len(rows), plan_path)
+        return plan_path
+
+
+def make_plan(
+    domains: Sequence[str],
+    *,
+    token_budgets: Sequence[float],
+    model_sizes: Mapping[str, Mapping[str, Any]] | Sequence[str] = ("proxy",),
+    design: str = "grid",
+    law: str | None = "joint",
+    n_mixtures: int | None = None,
+    margin: int = 5,
+    min_weight: float = 0.02,
+    grid_steps: int | None = None,
+    alpha: float = 1.0,
+    seed: int = 0,
+) -> Plan:
+    """Design the proxy sweep for fitting a mixture law.
+
+    Args:
+        domains: training domain names (at least 2).
+        token_budgets: tokens per run; each mixture is trained at each budget (with a constant
+            learning rate one run also yields rows at every intermediate validation).
+        model_sizes: model names, or name -> config overrides (dotted keys such as
+            ``model.init_args.n_layer``) applied to each run's YAML.
+        design: ``grid``, ``dirichlet`` or ``sobol`` (see the module docstring).
+        law: the law to be fitted; the default mixture count is its parameter count plus
+            ``margin``. Ignored when ``n_mixtures`` is given.
+        n_mixtures: number of distinct mixtures (overrides the law-based count).
+        margin: mixtures beyond the parameter count, so the fit is overdetermined in h and a few
+            mixtures' rows can be held out.
+        min_weight: every domain gets at least this weight (the paper's public table: 0.02).
+        grid_steps: ``S`` of the grid; default: the smallest ``S`` with a step of about
+            ``1 / (2k)`` and at least ``n_mixtures`` points.
+        alpha: Dirichlet concentration (``dirichlet`` design).
+        seed: seed of the subset / draws / scrambling.
+
+    Returns:
+        A :class:`Plan`; ``Plan.write`` writes the plan table and the run configs.
+
+    Example:
+        >>> p = make_plan(["a", "b", "c"], token_budgets=[1e7, 2e7], model_sizes=["S", "M"],
+        ...               n_mixtures=10, design="sobol")
+        >>> len(p.runs)
+        40
+    """
+    names = tuple(str(d) for d in domains)
+    if len(names) < 2:
+        raise ValueError(f"domains must name at least 2 domains, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"domains must be distinct, got {list(names)}")
+    k = len(names)
+    if design not in DESIGNS:
+        raise ValueError(f"design can be {', '.join(DESIGNS)}, got {design!r}")
+    if not (isinstance(min_weight, (int, float)) and 0.0 <= min_weight < 1.0 / k):
+        raise ValueError(
+            f"min_weight must be in [0, 1/k) = [0, {1.0 / k:.4g}) for {k} domains,"
+            f" got {min_weight!r}"
+        )
+    budgets = tuple(float(t) for t in token_budgets)
+    if not budgets or any(not (math.isfinite(t) and t > 0) for t in budgets):
+        raise ValueError(f"token_budgets must be positive numbers, got {list(token_budgets)}")
+    sizes = _model_sizes(model_sizes)
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"margin must be a non-negative integer, got {margin!r}")
+    n_params = None
+    if n_mixtures is None:
+        if law is None:
+            raise ValueError("give n_mixtures or a law to size the sweep from, got neither")
+        n_params = law_n_params(law, k)
+        n_mixtures = n_params + margin
+    elif isinstance(n_mixtures, bool) or not isinstance(n_mixtures, int) or n_mixtures < 1:
+        raise ValueError(f"n_mixtures must be a positive integer, got {n_mixtures!r}")
+    else:
+        n_params = law_n_params(law, k) if law is not None else None
+        if n_params is not None and n_mixtures < n_params:
+            log.warning(
+                "n_mixtures=%d is below the %d parameters of the %s law: its mixture terms will"
+                " not be identified",
+                n_mixtures,
+                n_params,
+                law,
+            )
+    if design == "grid":
+        x = _grid_design(k, n_mixtures, min_weight, grid_steps, seed)
+    elif design == "dirichlet":
+        if not (isinstance(alpha, (int, float)) and alpha > 0):
+            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+        x = _dirichlet_design(k, n_mixtures, alpha, seed)
+    else:
+        x = _sobol_design(k, n_mixtures, seed)
+    weights = min_weight + (1.0 - k * min_weight) * x
+    weights /= weights.sum(axis=1, keepdims=True)
+
+    width = len(str(n_mixtures - 1))
+    runs = []
+    for model in sizes:
+        for t in budgets:
+            for i, h in enumerate(weights):
+                name = f"{model}-{_fmt_tokens(t)}-m{i:0{width}d}"
+                run = {"run": name, "mixture": i, "model": model, "n_tokens": t}
+                run.update({f"weight_{d}": float(w) for d, w in zip(names, h, strict=True)})
+                runs.append(run)
+    return Plan(
+        domains=names,
+        weights=weights,
+        model_sizes=sizes,
+        token_budgets=budgets,
+        design=design,
+        law=law,
+        n_params=n_params,
+        seed=seed,
+        runs=runs,
+    )
+
+
+def _grid_design(k: int, n: int, m: float, steps: int | None, seed: int) -> np.ndarray:
+    """Seeded subset of the compositions of S into k parts, divided by S."""
+    if steps is None:
+        # A step near 1/(2k) reproduces the paper's grid (k=7, m=0.02 -> S=13); grow S until the
+        # grid has room for n distinct points.
+        steps = max(1, math.ceil(2 * k * (1.0 - k * m)))
+        while math.comb(steps + k - 1, k - 1) < n:
+            steps += 1
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"grid_steps must be a positive integer, got {steps!r}")
+    size = math.comb(steps + k - 1, k - 1)
+    if size < n:
+        raise ValueError(
+            f"grid_steps={steps} gives {size} grid points for {k} domains, fewer than the {n}"
+            " mixtures asked for; raise grid_steps or lower n_mixtures"
+        )
+    rng = np.random.default_rng(seed)
+    if size <= 200_000:
+        comps = np.array(list(_compositions(steps, k)), dtype=float)
+        picked = comps[np.sort(rng.choice(size, size=n, replace=False))]
+    else:
+        # Too many to enumerate: rejection-sample distinct compositions (stars and bars).
+        seen: set[tuple[int, ...]] = set()
+        while len(seen) < n:
+            bars = np.sort(rng.choice(steps + k - 1, size=k - 1, replace=False))
+            c = np.diff(np.concatenate([[-1], bars, [steps + k - 1]])) - 1
+            seen.add(tuple(int(v) for v in c))
+        picked = np.array(sorted(seen), dtype=float)
+    return picked / steps
+
+
+def _compositions(total: int, k: int):
+    """All k-tuples of non-negative integers summing to total, in lexicographic order."""
+    if k == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _compositions(total - first, k - 1):
+            yield (first, *rest)
+
+
+def _dirichlet_design(k: int, n: int, alpha: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.full(k, float(alpha)), size=n)
+
+
+def _sobol_design(k: int, n: int, seed: int) -> np.ndarray:
+    from scipy.stats import qmc
+
+    # Draw a power of two (Sobol's balance property holds for those) and keep the first n.
+    u = qmc.Sobol(d=k, scramble=True, seed=seed).random_base2(max(1, math.ceil(math.log2(n))))[:n]
+    e = -np.log1p(-np.clip(u, 0.0, 1.0 - 1e-12))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _model_sizes(sizes: Mapping[str, Mapping[str, Any]] | Sequence[str]) -> dict[str, dict]:
+    if isinstance(sizes, str):
+        raise ValueError(f"model_sizes must be a list of names or a mapping, got {sizes!r}")
+    if isinstance(sizes, Mapping):
+        out = {}
+        for name, overrides in sizes.items():
+            if not isinstance(overrides, Mapping):
+                raise ValueError(
+                    f"model_sizes[{name!r}] must map dotted config keys to values,"
+                    f" got {overrides!r}"
+                )
+            out[str(name)] = dict(overrides)
+    else:
+        out = {str(name): {} for name in sizes}
+    if not out:
+        raise ValueError("model_sizes must name at least one model, got none")
+    for name in out:
+        if not name or any(c in name for c in "/\\ "):
+            raise ValueError(f"model size names become file names; got {name!r}")
+    return out
+
+
+def _fmt_tokens(t: float) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if t >= scale:
+            return f"{t / scale:g}{unit}"
+    return f"{t:g}"
+
+
+def _set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = cfg
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ValueError(f"config key {key!r}: {p!r} holds {nxt!r}, not a mapping")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _set_datamodule_weights(cfg: dict[str, Any], weights: dict[str, float]) -> None:
+    data = cfg.setdefault("data", {})
+    if not isinstance(data, dict):
+        raise ValueError(f"base config 'data' must be a mapping, got {data!r}")
+    # LightningCLI accepts the datamodule's arguments directly or under class_path/init_args.
+    target = data.setdefault("init_args", {}) if "class_path" in data else data
+    target["weights"] = weights
+
+
+def _set_logger_callback(trainer: dict[str, Any], *, path: str, run: dict[str, Any]) -> None:
+    callbacks = trainer.setdefault("callbacks", [])
+    if isinstance(callbacks, dict):
+        callbacks = trainer["callbacks"] = [callbacks]
+    for cb in callbacks:
+        if isinstance(cb, dict) and str(cb.get("class_path", "")).endswith("DomainLossLogger"):
+            args = cb.setdefault("init_args", {})
+            break
+    else:
+        args = {}
+        callbacks.append({"class_path": "callbacks.DomainLossLogger", "init_args": args})
+    args["path"] = path
+    args["run"] = run["run"]
