@@ -1,0 +1,424 @@
+"""The demo's default data: real text that every Python installation has, no download.
+
+Four training domains and one held-out target, read byte-level (vocabulary 256):
+
+- ``python``: Python source of the standard library (``sysconfig.get_paths()["stdlib"]``),
+- ``cpp``: the C++ headers shipped with torch (``torch/include``),
+- ``prose``: English prose of Python's reference documentation (``pydoc_data.topics``),
+- ``licenses``: licence texts of the installed packages (deduplicated by content),
+- ``readme`` (target only, never trained on, like the paper's OpenHermes): the long
+  descriptions of the installed packages (their README text).
+
+Selection is deterministic for a given installation: documents are ordered by a hash of their
+name (so a byte cap takes a spread of packages rather than the alphabet's first letters),
+each document is truncated to ``doc_cap`` bytes, and whole documents go to validation until
+its cap is met, the rest to training until its cap is met (a split by file, so no validation
+text is ever trained on). Each (domain, split) is joined into one text file and cut into
+``seq_len + 1``-byte samples by :func:`mixsampler.write_shards`. A manifest records every
+document used and its bytes, for the report.
+
+Example:
+    >>> from mixsampler.demo.data import DataConfig, build_default_data
+    >>> data = build_default_data("demo_out/data", DataConfig(seq_len=64))  # doctest: +SKIP
+    >>> data.train_domains  # doctest: +SKIP
+    ('cpp', 'licenses', 'prose', 'python')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import logging
+import os
+import re
+import sysconfig
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Separates documents inside one domain's text stream; a sample may straddle two documents,
+# as in any packed pretraining stream.
+_DOC_SEP = "\n\n"
+_LICENSE_RE = re.compile(r"^(LICEN[CS]E|COPYING)", re.IGNORECASE)
+_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How much of each source the demo takes.
+
+    Attributes:
+        seq_len: training context; samples are ``seq_len + 1`` bytes (input and shifted target).
+        train_cap: training bytes per domain at most. Domains smaller than the cap keep what
+            they have, so the natural mixture (proportional to data) is not uniform.
+        val_cap: validation bytes per domain (and for the target); the same fixed set is
+            scored at every validation, so its noise is common to all runs.
+        doc_cap: bytes kept from the start of each document, so one huge file cannot fill a
+            domain's cap alone.
+    """
+
+    seq_len: int = 128
+    train_cap: int = 2_000_000
+    val_cap: int = 8_192
+    doc_cap: int = 32_768
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "train_cap", "val_cap", "doc_cap"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.val_cap < self.seq_len + 1:
+            raise ValueError(
+                f"val_cap must hold at least one sample of seq_len + 1 = {self.seq_len + 1} "
+                f"bytes, got {self.val_cap}"
+            )
+
+
+@dataclass
+class DomainData:
+    """One domain's shards and what went into them.
+
+    Attributes:
+        name: domain name (the run table's ``weight_<name>`` / ``<name>_loss``).
+        source: where the text came from, in words.
+        train: shard folder for training, or None for a held-out target.
+        val: shard folder for validation.
+        train_bytes: bytes of training text written (the natural mixture is proportional).
+        val_bytes: bytes of validation text written.
+        train_docs: names of the documents used for training.
+        val_docs: names of the documents used for validation.
+        available_bytes: bytes the source had before the caps (None if not measured).
+    """
+
+    name: str
+    source: str
+    train: str | None
+    val: str
+    train_bytes: int = 0
+    val_bytes: int = 0
+    train_docs: list[str] = field(default_factory=list)
+    val_docs: list[str] = field(default_factory=list)
+    available_bytes: int | None = None
+
+
+@dataclass
+class DemoData:
+    """The demo's domains: training domains plus held-out targets.
+
+    Attributes:
+        domains: by name, in sorted order.
+        origin: "embedded" (built from the installation) or the user's ``--data`` folder.
+        config: the DataConfig used (embedded data only).
+    """
+
+    domains: dict[str, DomainData]
+    origin: str
+    config: dict[str, Any] | None = None
+
+    @property
+    def train_domains(self) -> tuple[str, ...]:
+        return tuple(n for n, d in self.domains.items() if d.train is not None)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Held-out targets: evaluated, never trained on."""
+        return tuple(n for n, d in self.domains.items() if d.train is None)
+
+    def natural_weights(self) -> dict[str, float]:
+        """The mixture proportional to the training data each domain has."""
+        sizes = {n: self.domains[n].train_bytes for n in self.train_domains}
+        total = sum(sizes.values())
+        if total <= 0:
+            raise ValueError(f"training domains have no data: {sizes}")
+        return {n: s / total for n, s in sizes.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "config": self.config,
+            "domains": {n: asdict(d) for n, d in self.domains.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> DemoData:
+        return cls(
+            domains={n: DomainData(**d) for n, d in obj["domains"].items()},
+            origin=obj["origin"],
+            config=obj.get("config"),
+        )
+
+
+# ---------------------------------------------------------------------------- sources
+# Each source is a generator of (document name, text); names are stable across runs.
+
+
+def python_source() -> Iterator[tuple[str, str]]:
+    """Python files of the standard library (no tests, no site-packages)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if _SKIP_DIRS.intersection(rel.parts[:-1]):
+            continue
+        text = _read_text(path)
+        if text:
+            yield f"stdlib/{rel.as_posix()}", text
+
+
+def cpp_headers() -> Iterator[tuple[str, str]]:
+    """C++ headers shipped in torch's wheel (``torch/include``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    root = Path(next(iter(spec.submodule_search_locations))) / "include"
+    for path in sorted(root.rglob("*")):
+        if path.suffix in {".h", ".hpp"} and path.is_file():
+            text = _read_text(path)
+            if text:
+                yield f"torch/include/{path.relative_to(root).as_posix()}", text
+
+
+def pydoc_topics() -> Iterator[tuple[str, str]]:
+    """English prose of the language reference, as ``help()`` shows it."""
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        if topics[name].strip():
+            yield f"pydoc/{name}", topics[name]
+
+
+def _distributions() -> list[md.Distribution]:
+    # One entry per project name: an editable install or a second site dir can list a
+    # project twice, and the first on sys.path is the one imported.
+    seen: dict[str, md.Distribution] = {}
+    for dist in md.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name and name not in seen:
+            seen[name] = dist
+    return [seen[n] for n in sorted(seen)]
+
+
+def license_texts() -> Iterator[tuple[str, str]]:
+    """Licence files of the installed packages and of Python itself, deduplicated by text."""
+    seen: set[str] = set()
+    candidates: list[tuple[str, Path]] = []
+    stdlib_license = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
+    if stdlib_license.is_file():
+        candidates.append(("python/LICENSE.txt", stdlib_license))
+    for dist in _distributions():
+        for f in dist.files or []:
+            if _LICENSE_RE.match(f.name):
+                candidates.append((f"{dist.metadata['Name']}/{f}", Path(str(f.locate()))))
+    for name, path in candidates:
+        text = _read_text(path) if path.is_file() else ""
+        digest = hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
+        if text and digest not in seen:
+            seen.add(digest)
+            yield name, text
+
+
+def package_readmes() -> Iterator[tuple[str, str]]:
+    """Long descriptions (README text) of the installed packages."""
+    for dist in _distributions():
+        meta = dist.metadata
+        text = meta.get("Description") or meta.get_payload() or ""
+        # Some builders indent continuation lines of the Description header by 8 spaces.
+        if text.strip():
+            yield f"{meta['Name']}/README", text
+
+
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    description: str
+    docs: Callable[[], Iterator[tuple[str, str]]]
+    target: bool = False
+
+
+SOURCES: tuple[_Source, ...] = (
+    _Source("cpp", "C++ headers shipped with torch (torch/include/**/*.h, *.hpp)", cpp_headers),
+    _Source(
+        "licenses",
+        "licence texts of installed packages (*.dist-info/**/LICEN[CS]E*, COPYING*) and "
+        "Python's LICENSE.txt, deduplicated",
+        license_texts,
+    ),
+    _Source("prose", "English prose of Python's reference docs (pydoc_data.topics)", pydoc_topics),
+    _Source("python", "Python standard library source (stdlib/**/*.py, no tests)", python_source),
+    _Source(
+        "readme",
+        "long descriptions (README) of installed packages (importlib.metadata); held-out "
+        "target, never trained on",
+        package_readmes,
+        target=True,
+    ),
+)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        log.debug("skipping %s: %s", path, err)
+        return ""
+
+
+def _order_key(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+def select_documents(
+    docs: Iterator[tuple[str, str]], *, train_cap: int, val_cap: int, doc_cap: int, target: bool
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
+    """Split documents by file into (train, val) under byte caps; deterministic.
+
+    Returns:
+        ``(train, val, available_bytes)``, lists of ``(name, utf8 bytes)``.
+
+    Example:
+        >>> docs = iter([("a", "x" * 10), ("b", "y" * 10), ("c", "z" * 10)])
+        >>> tr, va, avail = select_documents(docs, train_cap=15, val_cap=5, doc_cap=8,
+        ...                                  target=False)
+        >>> [n for n, _ in va], [n for n, _ in tr], avail
+        (['c'], ['a', 'b'], 30)
+    """
+    items = sorted(docs, key=lambda d: _order_key(d[0]))
+    available = 0
+    train: list[tuple[str, bytes]] = []
+    val: list[tuple[str, bytes]] = []
+    n_train = n_val = 0
+    for name, text in items:
+        raw = text.encode("utf-8")
+        available += len(raw)
+        raw = raw[:doc_cap]
+        if n_val < val_cap:
+            val.append((name, raw))
+            n_val += len(raw) + len(_DOC_SEP)
+        elif not target and n_train < train_cap:
+            train.append((name, raw))
+            n_train += len(raw) + len(_DOC_SEP)
+    return train, val, available
+
+
+def _write_split(
+    docs: list[tuple[str, bytes]], cap: int, raw_dir: Path, shard_dir: Path, domain: str, T: int
+) -> int:
+    from mixsampler import write_shards
+
+    blob = _DOC_SEP.encode().join(raw for _, raw in docs)[:cap]
+    # Whole samples only: the tail shorter than seq_len + 1 could not form a training pair.
+    blob = blob[: len(blob) // T * T]
+    if not blob:
+        raise ValueError(f"domain {domain!r} has less than one sample ({T} bytes) of text")
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    text_path = raw_dir / f"{domain}.txt"
+    text_path.write_bytes(blob)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for old in shard_dir.glob("*.tar"):
+        old.unlink()
+    write_shards([str(text_path)], str(shard_dir), domain=domain, chunk_tokens=T)
+    return len(blob)
+
+
+def build_default_data(out_dir: str | os.PathLike[str], cfg: DataConfig) -> DemoData:
+    """Build (or reuse) the embedded demo data under ``out_dir``.
+
+    A ``manifest.json`` records the config, every document used and the bytes per split;
+    when it matches ``cfg`` the shards are reused.
+    """
+    out = Path(out_dir)
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            cached = DemoData.from_json(json.loads(manifest.read_text()))
+            paths = [d.val for d in cached.domains.values()]
+            paths += [d.train for d in cached.domains.values() if d.train]
+            if cached.config == asdict(cfg) and all(any(Path(p).glob("*.tar")) for p in paths):
+                return cached
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+            log.debug("rebuilding demo data, manifest unusable: %s", err)
+    T = cfg.seq_len + 1
+    domains: dict[str, DomainData] = {}
+    for src in SOURCES:
+        train, val, available = select_documents(
+            src.docs(),
+            train_cap=cfg.train_cap,
+            val_cap=cfg.val_cap,
+            doc_cap=cfg.doc_cap,
+            target=src.target,
+        )
+        if not val or (not src.target and not train):
+            raise ValueError(
+                f"demo data: domain {src.name!r} ({src.description}) found too little text "
+                f"in this installation ({available} bytes)"
+            )
+        dom = DomainData(
+            name=src.name,
+            source=src.description,
+            train=None,
+            val=str(out / "shards" / src.name / "val"),
+            available_bytes=available,
+            val_docs=[n for n, _ in val],
+        )
+        dom.val_bytes = _write_split(
+            val, cfg.val_cap, out / "text" / "val", Path(dom.val), src.name, T
+        )
+        if not src.target:
+            dom.train = str(out / "shards" / src.name / "train")
+            dom.train_docs = [n for n, _ in train]
+            dom.train_bytes = _write_split(
+                train, cfg.train_cap, out / "text" / "train", Path(dom.train), src.name, T
+            )
+        domains[src.name] = dom
+    data = DemoData(domains=dict(sorted(domains.items())), origin="embedded", config=asdict(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(data.to_json(), indent=1))
+    return data
+
+
+def load_user_data(data_dir: str | os.PathLike[str]) -> DemoData:
+    """Read a user's shards laid out as ``DIR/<domain>/train/*.tar`` and ``DIR/<domain>/val/*.tar``.
+
+    A domain with ``val/`` but no ``train/`` is a held-out target (evaluated, never trained
+    on). The natural mixture is proportional to the bytes of each domain's training shards.
+    Shards are the ones :func:`mixsampler.write_shards` (``mixsampler shards``) writes, cut
+    with ``chunk_tokens = seq_len + 1``.
+
+    Example:
+        >>> load_user_data("my_shards")  # doctest: +SKIP
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data: {root} is not a directory")
+    domains: dict[str, DomainData] = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        train, val = sub / "train", sub / "val"
+        val_tars = sorted(val.glob("*.tar")) if val.is_dir() else []
+        train_tars = sorted(train.glob("*.tar")) if train.is_dir() else []
+        if not val_tars:
+            raise ValueError(
+                f"--data: domain {sub.name!r} has no validation shards in {val} "
+                f"(expected {sub}/val/*.tar, and {sub}/train/*.tar for a training domain)"
+            )
+        domains[sub.name] = DomainData(
+            name=sub.name,
+            source=str(sub),
+            train=str(train) if train_tars else None,
+            val=str(val),
+            train_bytes=sum(p.stat().st_size for p in train_tars),
+            val_bytes=sum(p.stat().st_size for p in val_tars),
+            train_docs=[p.name for p in train_tars],
+            val_docs=[p.name for p in val_tars],
+        )
+    data = DemoData(domains=domains, origin=str(root))
+    if len(data.train_domains) < 2:
+        raise ValueError(
+            f"--data: need at least 2 training domains (DIR/<domain>/train/*.tar), "
+            f"found {list(data.train_domains)} in {root}"
+        )
+    return data
