@@ -1,0 +1,269 @@
+"""Turn folders, globs or lists of text files into webdataset shards for one domain.
+
+Each sample has three members: ``__key__`` (its index), ``bin`` (the raw UTF-8 bytes of the text:
+byte-level tokens, vocabulary 256) and ``ntok`` (the token count as ASCII decimal), so
+``MixtureDataset(unit="tokens")`` can count tokens without decoding. With ``chunk_tokens=T`` the
+files are concatenated (sorted by path, joined by ``separator``) and cut into samples of exactly
+``T`` bytes, training sequences ready to use; the tail shorter than ``T`` is dropped and
+reported. Without it every non-empty file becomes one sample.
+
+Output is deterministic: inputs are sorted, tar headers carry no time stamps or owners, and each
+shard is written to a temporary name and renamed, so a crash never leaves a half-written shard
+that looks complete.
+
+Example:
+    >>> result = write_shards(["corpus/"], "shards", domain="web", chunk_tokens=1024)
+    ... # doctest: +SKIP
+    >>> result.pattern  # doctest: +SKIP
+    'shards/web-{000000..000003}.tar'
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["ShardResult", "write_shards", "collect_files"]
+
+_DOMAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class ShardResult:
+    """What :func:`write_shards` wrote.
+
+    Attributes:
+        domain: the domain name (shard file prefix).
+        paths: the shard files, in order.
+        samples: samples written.
+        tokens: tokens (bytes) written.
+        files: input files read.
+        skipped_files: empty input files, which give no sample.
+        dropped_tokens: bytes at the end that did not fill a whole ``chunk_tokens`` sample.
+    """
+
+    domain: str
+    paths: list[str] = field(default_factory=list)
+    samples: int = 0
+    tokens: int = 0
+    files: int = 0
+    skipped_files: int = 0
+    dropped_tokens: int = 0
+
+    @property
+    def pattern(self) -> str:
+        """A brace pattern naming every shard, ready for ``MixtureDataset``."""
+        if not self.paths:
+            return ""
+        folder = os.path.dirname(self.paths[0])
+        last = len(self.paths) - 1
+        return os.path.join(folder, f"{self.domain}-{{{0:06d}..{last:06d}}}.tar")
+
+
+def collect_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Sorted list of the files named by folders (recursively), globs or paths.
+
+    Hidden files and folders (starting with ``.``) are skipped.
+
+    Raises:
+        FileNotFoundError: an input that does not exist or a glob that matches nothing.
+        ValueError: inputs that name no file at all.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise ValueError("inputs must name at least one file, folder or glob, got none")
+    files: set[str] = set()
+    for item in items:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            for root, dirs, names in os.walk(item):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                files.update(os.path.join(root, n) for n in names if not n.startswith("."))
+        elif os.path.isfile(item):
+            files.add(item)
+        elif any(c in item for c in "*?["):
+            found = [p for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
+            if not found:
+                raise FileNotFoundError(f"input glob {item} matches no files")
+            files.update(found)
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    if not files:
+        raise ValueError(f"inputs {[os.fspath(i) for i in items]} hold no files")
+    return sorted(files)
+
+
+def _read_text(path: str) -> bytes:
+    data = open(path, "rb").read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"input {path} is not UTF-8 text: invalid byte at offset {err.start}"
+        ) from None
+    return data
+
+
+class _ShardWriter:
+    """Rolls over to a new shard every ``samples_per_shard`` samples."""
+
+    def __init__(self, out_dir: str, domain: str, samples_per_shard: int) -> None:
+        self.out_dir = out_dir
+        self.domain = domain
+        self.per_shard = samples_per_shard
+        self.paths: list[str] = []
+        self._tar: tarfile.TarFile | None = None
+        self._tmp = ""
+        self._in_shard = 0
+        self.samples = 0
+
+    def _roll(self) -> None:
+        self.close()
+        path = os.path.join(self.out_dir, f"{self.domain}-{len(self.paths):06d}.tar")
+        self.paths.append(path)
+        self._tmp = path + ".tmp"
+        # USTAR: no pax headers (those carry float mtimes); the bytes depend on the data only.
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self._in_shard = 0
+
+    def add(self, data: bytes) -> None:
+        if self._tar is None or self._in_shard == self.per_shard:
+            self._roll()
+        key = f"{self.samples:09d}"
+        for ext, value in (("bin", data), ("ntok", str(len(data)).encode("ascii"))):
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size = len(value)
+            info.mode = 0o644
+            self._tar.addfile(info, io.BytesIO(value))
+        self._in_shard += 1
+        self.samples += 1
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            os.replace(self._tmp, self.paths[-1])
+            self._tar = None
+
+
+def _chunks(
+    files: Iterable[str], size: int, separator: bytes, result: ShardResult
+) -> Iterator[bytes]:
+    buf = bytearray()
+    first = True
+    for path in files:
+        data = _read_text(path)
+        result.files += 1
+        if not data:
+            result.skipped_files += 1
+            continue
+        if not first:
+            buf += separator
+        first = False
+        buf += data
+        start = 0
+        while len(buf) - start >= size:
+            yield bytes(buf[start : start + size])
+            start += size
+        del buf[:start]
+    result.dropped_tokens = len(buf)
+
+
+def write_shards(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    domain: str,
+    chunk_tokens: int | None = None,
+    samples_per_shard: int = 1000,
+    separator: str = "\n",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ShardResult:
+    """Write text files as webdataset shards ``out_dir/<domain>-000000.tar``, ... .
+
+    Args:
+        inputs: folders (read recursively), globs or files of UTF-8 text.
+        out_dir: where the shards go (created if missing).
+        domain: the domain name, used as the shard prefix.
+        chunk_tokens: cut the concatenated text into samples of exactly this many bytes;
+            None writes one sample per file.
+        samples_per_shard: samples in each shard (the last one may hold fewer).
+        separator: inserted between files when ``chunk_tokens`` concatenates them.
+        overwrite: replace existing ``<domain>-*.tar`` shards in ``out_dir``; without it they
+            are an error (stale shards of a bigger earlier run would join the domain).
+        progress: show a progress bar over the input files.
+
+    Returns:
+        A :class:`ShardResult` with the shard paths and the sample and token totals.
+
+    Raises:
+        ValueError: a bad argument, a file that is not UTF-8, existing shards, no samples.
+        FileNotFoundError: an input that does not exist.
+    """
+    if not isinstance(domain, str) or not _DOMAIN.match(domain):
+        raise ValueError(
+            f"domain must be a name of letters, digits, '_', '-' or '.', got {domain!r}"
+        )
+    if chunk_tokens is not None and (
+        isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1
+    ):
+        raise ValueError(f"chunk_tokens must be a positive integer or None, got {chunk_tokens!r}")
+    if (
+        isinstance(samples_per_shard, bool)
+        or not isinstance(samples_per_shard, int)
+        or samples_per_shard < 1
+    ):
+        raise ValueError(f"samples_per_shard must be a positive integer, got {samples_per_shard!r}")
+    files = collect_files(inputs)
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    existing = sorted(glob.glob(os.path.join(glob.escape(out), f"{glob.escape(domain)}-*.tar")))
+    if existing and not overwrite:
+        raise ValueError(
+            f"{out} already holds {len(existing)} shards of domain {domain!r} "
+            f"({existing[0]}, ...); pass overwrite=True (--overwrite) to replace them"
+        )
+    for path in existing:
+        os.remove(path)
+
+    result = ShardResult(domain=domain)
+    if progress:
+        from tqdm import tqdm
+
+        files_iter = tqdm(files, desc=f"shards {domain}", unit="file")
+    else:
+        files_iter = files
+    writer = _ShardWriter(out, domain, samples_per_shard)
+    try:
+        if chunk_tokens is None:
+            for path in files_iter:
+                data = _read_text(path)
+                result.files += 1
+                if not data:
+                    result.skipped_files += 1
+                    continue
+                writer.add(data)
+                result.tokens += len(data)
+        else:
+            sep = separator.encode("utf-8")
+            for chunk in _chunks(files_iter, chunk_tokens, sep, result):
+                writer.add(chunk)
+                result.tokens += len(chunk)
+    finally:
+        writer.close()
+    result.paths = writer.paths
+    result.samples = writer.samples
+    if result.samples == 0:
+        why = (
+            f"the {result.files} files hold {result.dropped_tokens} bytes, fewer than "
+            f"chunk_tokens={chunk_tokens}"
+            if chunk_tokens
+            else f"all {result.files} files are empty"
+        )
+        raise ValueError(f"domain {domain!r}: no samples written: {why}")
+    return result
