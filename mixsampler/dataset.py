@@ -72,8 +72,9 @@ class MixtureDataset(IterableDataset):
     Args:
         domains: domain name -> data. Data is a webdataset shard spec (a brace pattern such as
             ``"web-{000000..000031}.tar"``, a glob, a folder of ``.tar`` files, or a list of
-            paths or URLs), a map-style ``Dataset`` (``__len__`` + ``__getitem__``), or any
-            other iterable or ``IterableDataset`` (re-iterated for each pass).
+            ``.tar`` paths or URLs), a map-style ``Dataset`` (``__len__`` + ``__getitem__``;
+            a list of texts counts as one), or any other iterable or ``IterableDataset``
+            (re-iterated for each pass).
         weights: domain name -> non-negative weight for every domain; normalized, and a zero
             switches a domain off.
         seed: seeds shard order, shuffles and tie-breaking; identical seeds give identical
@@ -305,14 +306,27 @@ class MixtureDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is None:
+            return self._iter_slot(0, 1, in_main=True)
+        return self._iter_slot(info.id, info.num_workers, in_main=False)
+
+    def _iter_slot(
+        self, worker: int, num_workers: int, *, in_main: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The stream of DataLoader worker ``worker`` of ``num_workers`` on this rank.
+
+        ``__iter__`` calls it with the real worker; tests call it directly to simulate workers
+        without starting processes.
+        """
+        if not 0 <= worker < num_workers:
+            raise ValueError(f"worker must be in [0, {num_workers}), got {worker}")
         if num_workers > self.max_workers:
             raise ValueError(
                 f"num_workers={num_workers} exceeds max_workers={self.max_workers}; "
                 "raise max_workers"
             )
         pending, self._pending = self._pending, None
-        self._run = _Run(self, worker, num_workers, pending, in_main=info is None)
+        self._run = _Run(self, worker, num_workers, pending, in_main=in_main)
         return self._run.generate()
 
     def __repr__(self) -> str:

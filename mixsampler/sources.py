@@ -102,11 +102,22 @@ def check_shards(urls: Sequence[str], name: str) -> None:
             raise FileNotFoundError(f"domain {name!r}: shard {url} does not exist")
 
 
+_SHARD_NAME = re.compile(r"(\.tar|\.tgz|\.tar\.gz)$|\{.*\}|^pipe:|://", re.IGNORECASE)
+
+
 def _looks_like_shards(source: Any) -> bool:
+    """A string is always a shard spec; a list only if every item names shards.
+
+    So a list of texts (``["some text", ...]``) is data, not a list of missing files.
+    """
     if isinstance(source, (str, os.PathLike)):
         return True
     if isinstance(source, (list, tuple)) and source:
-        return all(isinstance(x, (str, os.PathLike)) for x in source)
+        return all(
+            isinstance(x, os.PathLike)
+            or (isinstance(x, str) and (_SHARD_NAME.search(x) or os.path.isdir(x)))
+            for x in source
+        )
     return False
 
 
@@ -249,9 +260,23 @@ def iter_tar(
             else:
                 _discard(stream, start)
         base = start
-        skip_key = None  # key of a sample broken by corruption: its remaining members go too
+        # After corruption the member that was lost may have belonged to the sample before it
+        # or to the one after it. Both are *suspect* and only pass if they have the same fields
+        # as the last intact sample of the shard, so no half sample reaches training.
+        current: dict[str, Any] | None = None
+        suspect = False  # the pending sample touches corrupt data
+        suspect_next = False  # the next new sample follows corrupt data
+        fields: frozenset[str] | None = None  # fields of the last intact sample
+
+        def intact(sample: dict[str, Any], is_suspect: bool) -> bool:
+            nonlocal fields
+            have = frozenset(k for k in sample if not k.startswith("__"))
+            if is_suspect and have != fields:
+                return False
+            fields = have
+            return True
+
         while True:
-            current: dict[str, Any] | None = None
             tf = None
             try:
                 tf = tarfile.open(fileobj=stream, mode="r|")
@@ -263,15 +288,14 @@ def iter_tar(
                     if m is None or _META.search(info.name):
                         continue
                     key, ext = m.group(1), m.group(2).lower()
-                    if key == skip_key:
-                        continue
-                    skip_key = None
                     data = tf.extractfile(info).read()
                     if current is not None and current["__key__"] != key:
-                        yield current, offset
+                        if intact(current, suspect):
+                            yield current, offset
                         current = None
                     if current is None:
                         current = {"__key__": key, "__url__": url}
+                        suspect, suspect_next = suspect_next, False
                     current[ext] = data
                 end = base + tf.offset
                 if seekable:
@@ -279,14 +303,13 @@ def iter_tar(
                     tail = stream.read(512)
                     if tail not in (b"", _ZERO_BLOCK):
                         raise tarfile.ReadError(f"invalid tar header at byte {end}")
-                if current is not None:
+                if current is not None and intact(current, suspect):
                     yield current, end
                 return
             except (tarfile.TarError, EOFError) as err:
                 bad = base + (tf.offset if tf is not None else 0)
                 on_corrupt(url, f"{err} (near byte {bad})")
-                if current is not None:
-                    skip_key = current["__key__"]  # drop the sample the bad member belonged to
+                suspect = suspect_next = True
             if not seekable:
                 return  # a stream cannot be searched for the next good header
             nxt = _resync(stream, bad + 512)
