@@ -1,1 +1,24 @@
-"""Lightning callbacks for proxy runs (DomainLossLogger) and the main run (MixtureWeights)."""
+"""Lightning callbacks for proxy runs (DomainLossLogger) and the main run (MixtureWeights).
+
+Example:
+    >>> from callbacks import DomainLossLogger, MixtureWeights  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module; imported lazily so `import callbacks` does not pull in Lightning.
+_EXPORTS: dict[str, str] = {
+    "DomainLossLogger": "callbacks.domain_loss",
+    "MixtureWeights": "callbacks.mixture_weights",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'callbacks' has no attribute {name!r}")

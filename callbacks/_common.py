@@ -1,0 +1,80 @@
+"""Helpers shared by the callbacks: counting N, finding the mixture sampler of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+MODEL_SIZE_MODES: tuple[str, ...] = ("non_embedding", "total")
+
+
+def check_model_size(model_size: Any) -> int | str:
+    """Validate a ``model_size`` argument: a positive int, or one of :data:`MODEL_SIZE_MODES`."""
+    if isinstance(model_size, bool):
+        pass
+    elif isinstance(model_size, int) and model_size > 0:
+        return model_size
+    elif isinstance(model_size, float) and model_size > 0 and model_size.is_integer():
+        return int(model_size)
+    elif model_size in MODEL_SIZE_MODES:
+        return model_size
+    raise ValueError(
+        f"model_size can be {', '.join(MODEL_SIZE_MODES)} or a positive int, got {model_size!r}"
+    )
+
+
+def count_parameters(module: nn.Module, mode: int | str = "non_embedding") -> int:
+    """N of a model: its parameter count, without embedding tables by default.
+
+    The paper's public table reports non-embedding parameters (Kaplan et al.'s convention): the
+    weights of ``nn.Embedding``/``nn.EmbeddingBag`` modules are left out, and so is an output
+    layer tied to them (shared parameters are counted once, as the same tensor). ``"total"``
+    counts everything; an int is returned as given.
+
+    Example:
+        >>> m = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+        >>> count_parameters(m), count_parameters(m, "total")
+        (10, 50)
+    """
+    if isinstance(mode, int):
+        return mode
+    params = {id(p): p for p in module.parameters()}
+    if mode == "non_embedding":
+        for sub in module.modules():
+            if isinstance(sub, (nn.Embedding, nn.EmbeddingBag)):
+                for p in sub.parameters(recurse=False):
+                    params.pop(id(p), None)
+    return int(sum(p.numel() for p in params.values()))
+
+
+def find_mixture_dataset(trainer: Any) -> Any | None:
+    """The training dataset of ``trainer`` when it is a mixture sampler (has ``set_weights``).
+
+    Looked up on the datamodule first (``train_dataset``, set when it is built), then on the
+    train dataloader Lightning holds; None when there is none (yet).
+    """
+    dm = getattr(trainer, "datamodule", None)
+    ds = getattr(dm, "train_dataset", None) if dm is not None else None
+    if _is_mixture(ds):
+        return ds
+    loader = None
+    try:
+        loader = trainer.train_dataloader
+    except Exception:  # noqa: BLE001 - Lightning raises different errors before fit
+        loader = None
+    if loader is None:
+        source = getattr(getattr(trainer, "fit_loop", None), "_data_source", None)
+        instance = getattr(source, "instance", None)
+        if isinstance(instance, torch.utils.data.DataLoader):
+            loader = instance
+    for candidate in (loader, *(loader.values() if isinstance(loader, dict) else ())):
+        ds = getattr(candidate, "dataset", None)
+        if _is_mixture(ds):
+            return ds
+    return None
+
+
+def _is_mixture(ds: Any) -> bool:
+    return ds is not None and callable(getattr(ds, "set_weights", None)) and hasattr(ds, "weights")
