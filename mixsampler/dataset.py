@@ -357,7 +357,10 @@ class _Run:
         k = len(ds.domain_names)
         self.rank_order = schedule.priority(ds.seed, self.slot, k)
         weights_view, counts_view = ds._shared()
-        self.counts_row = counts_view[worker]
+        # Flat memoryviews: an element update costs half of a numpy scalar update, and this
+        # runs for every sample. Counter c of domain i is at c * k + i.
+        self.counts_row = memoryview(counts_view[worker]).cast("B").cast("q")
+        self.version = memoryview(weights_view).cast("B").cast("d")
         self.weights = tuple(float(x) for x in weights_view[1:])
         self.seen = -1.0  # shared weight version last adopted; -1 adopts at the first sample
         self.history: list[list[Any]] = []
@@ -408,7 +411,7 @@ class _Run:
             "weights": list(self.weights),
             "history": [[at, list(w)] for at, w in self.history],
             "active": list(self.sched.active),
-            "target": list(self.sched.target),
+            "deficit": list(self.sched.deficit),
             "samples": list(self.sched.samples),
             "tokens": list(self.sched.tokens),
             "corrupt": list(self.corrupt),
@@ -437,7 +440,7 @@ class _Run:
         self.weights = tuple(float(x) for x in state.get("weights", self.weights))
         self.history = [[int(at), [float(x) for x in w]] for at, w in state.get("history", [])]
         self.sched = schedule.ScheduleState(
-            target=[float(x) for x in state.get("target", [0.0] * k)],
+            deficit=[float(x) for x in state.get("deficit", [0.0] * k)],
             samples=[int(x) for x in state.get("samples", [0] * k)],
             tokens=[int(x) for x in state.get("tokens", [0] * k)],
             active=[bool(x) for x in state.get("active", [True] * k)],
@@ -452,10 +455,14 @@ class _Run:
             reader.load(rstate)
 
     def _publish(self) -> None:
-        row = self.counts_row
-        row[_SAMPLES, :] = self.sched.samples
-        row[_TOKENS, :] = self.sched.tokens
-        row[_CORRUPT, :] = self.corrupt
+        k = len(self.corrupt)
+        for c, values in (
+            (_SAMPLES, self.sched.samples),
+            (_TOKENS, self.sched.tokens),
+            (_CORRUPT, self.corrupt),
+        ):
+            for i, v in enumerate(values):
+                self.counts_row[c * k + i] = v
 
     # -- events ----------------------------------------------------------------------------
 
@@ -464,7 +471,7 @@ class _Run:
 
         def handle(url: str, message: str) -> None:
             self.corrupt[i] += 1
-            self.counts_row[_CORRUPT, i] += 1
+            self.counts_row[_CORRUPT * len(self.corrupt) + i] += 1
             text = f"domain {name!r}: corrupt tar data in shard {url}: {message}"
             if self.ds.on_corrupt == "raise":
                 raise CorruptShardError(text)
@@ -533,6 +540,7 @@ class _Run:
     def generate(self) -> Iterator[dict[str, Any]]:
         ds = self.ds
         names = ds.domain_names
+        k = len(names)
         tokens_unit = ds.unit == "tokens"
         length_fn = ds.length_fn
         pick = schedule.pick_tokens if tokens_unit else schedule.pick_samples
@@ -540,11 +548,13 @@ class _Run:
         sched = self.sched
         rank_order = self.rank_order
         row = self.counts_row
-        view = ds._shared()[0]
+        version = self.version
+        weights_view = ds._shared()[0]
         readers = self.readers
+        owns = [r.owns_samples for r in readers]
         while True:
-            if view[0] != self.seen:
-                self._poll(view)
+            if version[0] != self.seen:
+                self._poll(weights_view)
             weights = self.effective
             i = pick(sched, weights, rank_order)
             if i < 0:
@@ -555,9 +565,10 @@ class _Run:
                 if not self._exhausted(i):
                     return
                 continue
+            is_dict = isinstance(sample, dict)
             if length_fn is not None:
                 length = int(length_fn(sample))
-            elif isinstance(sample, dict) and "ntok" in sample:
+            elif is_dict and "ntok" in sample:
                 length = int(sample["ntok"])
             elif tokens_unit:
                 raise ValueError(
@@ -569,10 +580,11 @@ class _Run:
                 length = 0
             book(sched, weights, i, length, tokens=tokens_unit)
             self.n += 1
-            row[_SAMPLES, i] += 1
-            row[_TOKENS, i] += length
-            if isinstance(sample, dict):
-                out = sample if readers[i].owns_samples else dict(sample)
+            row[i] += 1  # _SAMPLES row
+            if length:
+                row[k + i] += length  # _TOKENS row
+            if is_dict:
+                out = sample if owns[i] else dict(sample)
             else:
                 out = {"sample": sample}
             out["__domain__"] = names[i]

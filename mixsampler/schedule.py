@@ -6,10 +6,10 @@ every prefix, and the global stream, a sum of exact streams, is off by at most a
 the number of slots, however long training runs. Striding one global sequence across slots
 would alias instead: weights 1/2, 1/2 give ``ABAB...`` and two workers would each see one domain.
 
-The deficit of domain ``i`` is ``target_i - consumed_i`` where ``target_i`` accumulates the
-weight in force at each step (``w_i`` per sample, or ``w_i * length`` per sample when weights
-are token shares). Accumulating the target instead of using ``w_i * n`` lets weights change
-mid-run without a jump: what a domain owes carries over to the new weights.
+The deficit of domain ``i`` is what it is owed minus what it got, where what it is owed
+accumulates the weight in force at each step (``w_i`` per sample, or ``w_i * length`` when
+weights are token shares). Accumulating instead of using ``w_i * n`` lets weights change mid-run
+without a jump: what a domain owes carries over to the new weights.
 
 Example:
     >>> weights = normalize_weights({"a": 1, "b": 1}, ("a", "b"))
@@ -101,13 +101,16 @@ class ScheduleState:
     """Deficit bookkeeping of one slot; plain numbers so it round-trips through a state dict.
 
     Attributes:
-        target: per domain, what it should have received so far (samples or tokens).
+        deficit: per domain, what it should have received so far minus what it received
+            (samples, or tokens in tokens unit). Kept instead of the target itself so the
+            numbers stay of order one sample however long the run: a float target of 1e9
+            would leave only 1e-7 of precision for the comparisons.
         samples: per domain, samples emitted.
         tokens: per domain, tokens emitted (0 when lengths are unknown in samples unit).
         active: per domain, False once it has left (exhaustion policy "stop").
     """
 
-    target: list[float]
+    deficit: list[float]
     samples: list[int]
     tokens: list[int]
     active: list[bool] = field(default_factory=list)
@@ -127,13 +130,16 @@ def effective_weights(weights: Sequence[float], active: Sequence[bool]) -> tuple
     return tuple(w / total if a else 0.0 for w, a in zip(weights, active, strict=True))
 
 
-def choose(deficits: Sequence[float], eligible: Sequence[bool], rank: Sequence[int]) -> int:
-    """Index of the largest deficit among eligible domains, ties broken by ``rank``; -1 if none."""
+def _argmax(
+    deficit: list[float], weights: Sequence[float], rank: Sequence[int], ahead: float
+) -> int:
+    # The hot loop of every sample: no temporary lists.
     best = -1
     best_d = -math.inf
-    for i, d in enumerate(deficits):
-        if not eligible[i]:
+    for i, w in enumerate(weights):
+        if w <= 0:
             continue
+        d = deficit[i] + w * ahead
         if d > best_d + _TIE or (d > best_d - _TIE and rank[i] < rank[best]):
             best, best_d = i, d
     return best
@@ -142,28 +148,24 @@ def choose(deficits: Sequence[float], eligible: Sequence[bool], rank: Sequence[i
 def pick_samples(state: ScheduleState, weights: Sequence[float], rank: Sequence[int]) -> int:
     """Pick the next domain when weights are shares of samples (book it with :func:`book`).
 
-    Megatron's rule: the largest deficit *after* this step, ``target_i + w_i - samples_i``.
-    Returns -1 when no domain has positive weight.
+    Megatron's rule: the largest deficit *after* this step, ``deficit_i + w_i``; ties go to the
+    lower ``rank``. Returns -1 when no domain has positive weight.
     """
-    deficits = [t + w - c for t, w, c in zip(state.target, weights, state.samples, strict=True)]
-    return choose(deficits, [w > 0 for w in weights], rank)
+    return _argmax(state.deficit, weights, rank, 1.0)
 
 
 def pick_tokens(state: ScheduleState, weights: Sequence[float], rank: Sequence[int]) -> int:
     """Pick the next domain when weights are shares of tokens (book it with :func:`book`).
 
     The length of the next sample is unknown until it is read, so the rule takes the deficit
-    after a step of the mean length seen so far, ``target_i + w_i * mean - tokens_i`` (with
-    unit lengths this is exactly :func:`step_samples`). Measured on random lengths, every
-    domain stays within about one maximum sample length of its share; the plain current
-    deficit ``target_i - tokens_i`` drifts to about 1.5 lengths.
+    after a step of the mean length seen so far, ``deficit_i + w_i * mean`` (with unit lengths
+    this is exactly :func:`pick_samples`). Measured on random lengths, every domain stays
+    within about one maximum sample length of its share; the plain current deficit drifts to
+    about 1.5 lengths.
     """
     n = sum(state.samples)
     mean = sum(state.tokens) / n if n else 0.0
-    deficits = [
-        t + w * mean - c for t, w, c in zip(state.target, weights, state.tokens, strict=True)
-    ]
-    return choose(deficits, [w > 0 for w in weights], rank)
+    return _argmax(state.deficit, weights, rank, mean)
 
 
 def book(
@@ -171,12 +173,15 @@ def book(
 ) -> None:
     """Book one sample of ``length`` tokens from domain ``i``.
 
-    The target advances by the weights times one sample, or times ``length`` when weights are
-    token shares.
+    Every domain is owed its weight times one sample (or times ``length`` when weights are
+    token shares); domain ``i`` is paid that sample.
     """
     step = length if tokens else 1
+    deficit = state.deficit
     for j, w in enumerate(weights):
-        state.target[j] += w * step
+        if w:
+            deficit[j] += w * step
+    deficit[i] -= step
     state.samples[i] += 1
     state.tokens[i] += length
 
