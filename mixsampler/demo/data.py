@@ -268,6 +268,11 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+def _valid_utf8(raw: bytes) -> bytes:
+    # A byte cut may split a multi-byte character; drop its partial bytes.
+    return raw.decode("utf-8", errors="ignore").encode("utf-8")
+
+
 def _order_key(name: str) -> str:
     return hashlib.sha1(name.encode()).hexdigest()
 
@@ -282,24 +287,30 @@ def select_documents(
 
     Example:
         >>> docs = iter([("a", "x" * 10), ("b", "y" * 10), ("c", "z" * 10)])
-        >>> tr, va, avail = select_documents(docs, train_cap=15, val_cap=5, doc_cap=8,
+        >>> tr, va, avail = select_documents(docs, train_cap=15, val_cap=3, doc_cap=8,
         ...                                  target=False)
-        >>> [n for n, _ in va], [n for n, _ in tr], avail
-        (['c'], ['a', 'b'], 30)
+        >>> va, tr, avail
+        ([('c', b'z')], [('a', b'xxxxxxxx'), ('b', b'yyyyyyyy')], 30)
     """
     items = sorted(docs, key=lambda d: _order_key(d[0]))
     available = 0
     train: list[tuple[str, bytes]] = []
     val: list[tuple[str, bytes]] = []
     n_train = n_val = 0
+    # Validation takes a window of at most val_cap / 8 bytes from the middle of each document:
+    # at least 8 documents per domain, and bodies rather than the licence headers and
+    # imports that open most files.
+    val_window = max(1, val_cap // 8)
     for name, text in items:
         raw = text.encode("utf-8")
         available += len(raw)
-        raw = raw[:doc_cap]
         if n_val < val_cap:
+            start = max(0, (len(raw) - val_window) // 2)
+            raw = _valid_utf8(raw[start : start + val_window])
             val.append((name, raw))
             n_val += len(raw) + len(_DOC_SEP)
         elif not target and n_train < train_cap:
+            raw = _valid_utf8(raw[:doc_cap])
             train.append((name, raw))
             n_train += len(raw) + len(_DOC_SEP)
     return train, val, available
@@ -310,19 +321,19 @@ def _write_split(
 ) -> int:
     from mixsampler import write_shards
 
-    blob = _DOC_SEP.encode().join(raw for _, raw in docs)[:cap]
-    # Whole samples only: the tail shorter than seq_len + 1 could not form a training pair.
-    blob = blob[: len(blob) // T * T]
-    if not blob:
+    # write_shards needs valid UTF-8: the cap must not leave half a character.
+    blob = _valid_utf8(_DOC_SEP.encode().join(raw for _, raw in docs)[:cap])
+    if len(blob) < T:
         raise ValueError(f"domain {domain!r} has less than one sample ({T} bytes) of text")
     raw_dir.mkdir(parents=True, exist_ok=True)
     text_path = raw_dir / f"{domain}.txt"
     text_path.write_bytes(blob)
     shard_dir.mkdir(parents=True, exist_ok=True)
-    for old in shard_dir.glob("*.tar"):
-        old.unlink()
-    write_shards([str(text_path)], str(shard_dir), domain=domain, chunk_tokens=T)
-    return len(blob)
+    res = write_shards(
+        [str(text_path)], str(shard_dir), domain=domain, chunk_tokens=T, overwrite=True
+    )
+    # The tail shorter than one sample is dropped by write_shards: count only what is used.
+    return int(res.tokens)
 
 
 def build_default_data(out_dir: str | os.PathLike[str], cfg: DataConfig) -> DemoData:

@@ -26,7 +26,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -186,9 +186,12 @@ def train_run(
     rows_path: Path,
     *,
     device: str = "cpu",
-    progress: Any = None,
+    threads: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train one run, its rows going to ``rows_path`` (one CSV per run); returns a summary.
+
+    ``progress`` is called with the tokens of every training batch.
 
     Proxy runs get their mixture through the datamodule; main runs through
     :class:`callbacks.MixtureWeights` (from a WEIGHTS.json when the mixture was optimized), the
@@ -226,6 +229,8 @@ def train_run(
             callbacks.append(MixtureWeights(weights=spec.weights))
     if progress is not None:
         callbacks.append(_ProgressCallback(progress, cfg.tokens_per_step))
+    if device == "cpu":
+        torch.set_num_threads(max(1, threads))
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
@@ -259,13 +264,108 @@ def train_run(
 class _ProgressCallback(pl.Callback):
     """Advances the sweep's single tqdm bar by the tokens of each training batch."""
 
-    def __init__(self, bar: Any, tokens_per_step: int) -> None:
-        self.bar = bar
+    def __init__(self, report: Callable[[int], None], tokens_per_step: int) -> None:
+        self.report = report
         self.tokens_per_step = tokens_per_step
 
     @override
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
-        self.bar.update(self.tokens_per_step)
+        self.report(self.tokens_per_step)
+
+
+# Set in each worker process of a parallel sweep by _init_worker.
+_WORKER_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+    logging.basicConfig(level=logging.WARNING)
+    _quiet_lightning()
+
+
+def _worker_train(
+    spec: RunSpec, cfg: DemoConfig, data: DemoData, rows_path: Path, device: str, threads: int
+) -> dict[str, Any]:
+    queue = _WORKER_QUEUE
+    return train_run(spec, cfg, data, rows_path, device=device, threads=threads, progress=queue.put)
+
+
+def run_many(
+    specs: Sequence[RunSpec],
+    cfg: DemoConfig,
+    data: DemoData,
+    rows_dir: Path,
+    *,
+    device: str,
+    jobs: int,
+    threads: int,
+    bar: Any,
+    on_done: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Train ``specs``, ``jobs`` at a time, each with ``threads`` torch threads.
+
+    Tiny models use a second core better as a second run than as a second thread of one run,
+    so on CPU the demo trains runs side by side in spawned processes (fork is unsafe once
+    torch has started its thread pools). Every run seeds itself and writes its own CSV, so
+    results do not depend on the order runs finish in. Summaries come back in ``specs`` order.
+    """
+    if jobs <= 1 or len(specs) <= 1:
+        out = []
+        for spec in specs:
+            summary = train_run(
+                spec,
+                cfg,
+                data,
+                rows_dir / f"{spec.name}.csv",
+                device=device,
+                threads=threads,
+                progress=bar.update,
+            )
+            on_done(summary)
+            out.append(summary)
+        return out
+    import multiprocessing as mp
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Manager().Queue()
+
+    def drain() -> None:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            bar.update(item)
+
+    pump = threading.Thread(target=drain, daemon=True)
+    pump.start()
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
+        ) as pool:
+            futures = {
+                pool.submit(
+                    _worker_train,
+                    spec,
+                    cfg,
+                    data,
+                    rows_dir / f"{spec.name}.csv",
+                    device,
+                    threads,
+                ): spec.name
+                for spec in specs
+            }
+            for fut in as_completed(futures):
+                summary = fut.result()
+                results[futures[fut]] = summary
+                on_done(summary)
+    finally:
+        queue.put(None)
+        pump.join(timeout=5)
+    return [results[s.name] for s in specs]
 
 
 # ---------------------------------------------------------------------------- plan
@@ -432,10 +532,21 @@ def run_demo(
     *,
     data_dir: str | None = None,
     device: str = "cpu",
+    jobs: int | None = None,
     threads: int | None = None,
     stream: Any = None,
 ) -> dict[str, Any]:
-    """Run the whole loop and write the report; returns the results dict (results.json)."""
+    """Run the whole loop and write the report; returns the results dict (results.json).
+
+    Args:
+        cfg: the sizes (:data:`FULL`, :data:`QUICK` or your own).
+        out_dir: everything is written here.
+        data_dir: your own shards instead of the embedded data (see ``load_user_data``).
+        device: "cpu" or "cuda".
+        jobs: runs trained side by side; default: one per core on CPU, 1 on a GPU.
+        threads: torch threads per run; default: the cores divided among the jobs.
+        stream: where the progress bar and the per-run lines go (default stderr).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -453,8 +564,13 @@ def run_demo(
             stale.unlink()
     proxy_rows = str(out / "runs" / "proxy" / "*.csv")
     main_rows = str(out / "runs" / "main" / "*.csv")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    if jobs is None:
+        jobs = cores if device == "cpu" else 1
+    jobs = max(1, int(jobs))
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        threads = max(1, cores // jobs)
     torch.set_num_threads(max(1, threads))
     timings: dict[str, float] = {}
 
@@ -471,13 +587,22 @@ def run_demo(
     bar = tqdm(
         total=total, unit="tok", unit_scale=True, desc="training", file=stream, dynamic_ncols=True
     )
-    runs: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    for spec in specs:
-        rows_path = out / "runs" / "proxy" / f"{spec.name}.csv"
-        summary = train_run(spec, cfg, data, rows_path, device=device, progress=bar)
-        runs.append(summary)
+
+    def done(summary: dict[str, Any]) -> None:
         bar.write(_run_line(summary, domains, targets), file=stream)
+
+    t0 = time.perf_counter()
+    runs = run_many(
+        specs,
+        cfg,
+        data,
+        out / "runs" / "proxy",
+        device=device,
+        jobs=jobs,
+        threads=threads,
+        bar=bar,
+        on_done=done,
+    )
     timings["proxy_sweep"] = time.perf_counter() - t0
 
     # ---- fit: held out by scale (fit on the smaller sizes, check on the largest), then all
@@ -549,28 +674,38 @@ def run_demo(
 
     # ---- main runs
     t0 = time.perf_counter()
-    for mix_name, mix in mixtures.items():
-        for seed in cfg.seeds:
-            spec = RunSpec(
-                name=f"main-{mix_name}-s{seed}",
-                stage="main",
-                width=cfg.main_width,
-                tokens=cfg.main_tokens,
-                weights=mix["weights"],
-                seed=seed,
-                mixture=mix_name,
-                weights_file=mix["file"] if mix_name.startswith("optimized") else None,
-            )
-            rows_path = out / "runs" / "main" / f"{spec.name}.csv"
-            summary = train_run(spec, cfg, data, rows_path, device=device, progress=bar)
-            runs.append(summary)
-            bar.write(_run_line(summary, domains, targets), file=stream)
+    main_specs = [
+        RunSpec(
+            name=f"main-{mix_name}-s{seed}",
+            stage="main",
+            width=cfg.main_width,
+            tokens=cfg.main_tokens,
+            weights=mix["weights"],
+            seed=seed,
+            mixture=mix_name,
+            weights_file=mix["file"] if mix_name.startswith("optimized") else None,
+        )
+        for mix_name, mix in mixtures.items()
+        for seed in cfg.seeds
+    ]
+    runs += run_many(
+        main_specs,
+        cfg,
+        data,
+        out / "runs" / "main",
+        device=device,
+        jobs=jobs,
+        threads=threads,
+        bar=bar,
+        on_done=done,
+    )
     bar.close()
     timings["main_runs"] = time.perf_counter() - t0
 
     results = {
         "config": _config_json(cfg),
         "device": device,
+        "jobs": jobs,
         "threads": threads,
         "data": data.to_json(),
         "domains": domains,

@@ -1,0 +1,170 @@
+"""Fast checks of the demo's parts: data selection, the byte collate, the model's contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mixsampler.demo.data import DataConfig, DemoData, DomainData, load_user_data, select_documents
+from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
+from mixsampler.demo.pipeline import DemoConfig, verdict
+
+
+def test_select_documents_is_deterministic_and_splits_by_file() -> None:
+    docs = [(f"doc{i}", f"text {i} " * (50 + i)) for i in range(40)]
+    a = select_documents(iter(docs), train_cap=2000, val_cap=400, doc_cap=300, target=False)
+    b = select_documents(
+        iter(reversed(docs)), train_cap=2000, val_cap=400, doc_cap=300, target=False
+    )
+    assert a == b  # order of discovery does not matter
+    train, val, available = a
+    assert available == sum(len(t.encode()) for _, t in docs)
+    assert {n for n, _ in train}.isdisjoint({n for n, _ in val})
+    assert len(val) >= 8  # the validation window keeps at least 8 documents
+    assert all(len(raw) <= 300 for _, raw in train)
+    # caps hold to within one document
+    assert sum(len(r) for _, r in train) < 2000 + 300
+
+
+def test_select_documents_target_has_no_training_text() -> None:
+    docs = [(f"d{i}", "x" * 100) for i in range(10)]
+    train, val, _ = select_documents(
+        iter(docs), train_cap=10**6, val_cap=80, doc_cap=50, target=True
+    )
+    assert train == [] and val
+
+
+def test_select_documents_keeps_utf8_valid() -> None:
+    docs = [("a", "é" * 101)]  # two bytes per character: any odd cut splits one
+    train, val, _ = select_documents(
+        iter(docs), train_cap=10**6, val_cap=9, doc_cap=51, target=False
+    )
+    for _, raw in train + val:
+        raw.decode("utf-8")
+
+
+def test_data_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="seq_len"):
+        DataConfig(seq_len=0)
+    with pytest.raises(ValueError, match="val_cap"):
+        DataConfig(seq_len=128, val_cap=100)
+
+
+def test_natural_weights_follow_training_bytes() -> None:
+    data = DemoData(
+        domains={
+            "a": DomainData("a", "", "ta", "va", train_bytes=300),
+            "b": DomainData("b", "", "tb", "vb", train_bytes=100),
+            "t": DomainData("t", "", None, "vt"),
+        },
+        origin="test",
+    )
+    assert data.train_domains == ("a", "b") and data.targets == ("t",)
+    assert data.natural_weights() == {"a": 0.75, "b": 0.25}
+
+
+def test_load_user_data_layout_errors(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_user_data(tmp_path / "missing")
+    (tmp_path / "web" / "train").mkdir(parents=True)
+    (tmp_path / "web" / "train" / "web-000000.tar").write_bytes(b"")
+    with pytest.raises(ValueError, match="no validation shards"):
+        load_user_data(tmp_path)
+    (tmp_path / "web" / "val").mkdir()
+    (tmp_path / "web" / "val" / "web-000000.tar").write_bytes(b"")
+    with pytest.raises(ValueError, match="at least 2 training domains"):
+        load_user_data(tmp_path)
+
+
+def test_collate_bytes_checks_lengths() -> None:
+    batch = collate_bytes(
+        [{"bin": b"abcd", "__domain__": "x"}, {"bin": b"efgh", "__domain__": "y"}]
+    )
+    assert batch["tokens"].tolist() == [list(b"abcd"), list(b"efgh")]
+    assert batch["__domain__"] == ["x", "y"]
+    with pytest.raises(ValueError, match="equal-length"):
+        collate_bytes([{"bin": b"ab"}, {"bin": b"abc"}])
+
+
+def test_validation_step_contract_matches_the_mean_loss() -> None:
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(d_model=16, n_head=2, n_layer=1, seq_len=8), TrainConfig())
+    tokens = torch.randint(0, 256, (4, 9))
+    out = model.validation_step({"tokens": tokens, "__domain__": list("abab")}, 0)
+    assert out["domain"] == list("abab")
+    assert out["n_tokens"].tolist() == [8] * 4
+    mean = float(out["loss_sum"].sum() / out["n_tokens"].sum())
+    assert math.isclose(mean, float(model.training_step({"tokens": tokens}, 0)), rel_tol=1e-5)
+    # near-uniform predictions at initialisation: about log(256) nats per byte
+    assert abs(mean - math.log(256)) < 0.1
+
+
+def test_non_embedding_params_excludes_embeddings() -> None:
+    model = TinyGPT(GPTConfig(d_model=16, n_head=2, n_layer=1, seq_len=8), TrainConfig())
+    total = sum(p.numel() for p in model.parameters())
+    assert model.non_embedding_params() == total - 256 * 16 - 8 * 16
+
+
+def test_demo_config_validation() -> None:
+    with pytest.raises(ValueError, match="proxy_widths"):
+        DemoConfig(proxy_widths=(16, 32))
+    with pytest.raises(ValueError, match="main_width"):
+        DemoConfig(proxy_widths=(16, 32, 64), main_width=64)
+    with pytest.raises(ValueError, match="seeds"):
+        DemoConfig(seeds=(0,))
+
+
+def _results(opt: list[float], uni: list[float], nat: list[float], off: float = 0.0) -> dict:
+    # every mixture predicted at its measured mean times (1 + off)
+    def entry(vals: list[float]) -> dict:
+        mean = sum(vals) / len(vals)
+        pred = mean * (1 + off)
+        return {
+            "objective": {
+                "avg": {
+                    "measured": vals,
+                    "mean": mean,
+                    "spread": max(vals) - min(vals),
+                    "predicted": pred,
+                    "rel_error_pct": abs(pred - mean) / mean * 100,
+                }
+            }
+        }
+
+    return {
+        "objectives": {"avg": {"a": 1.0}},
+        "main": {
+            "mixtures": {
+                "optimized-avg": entry(opt),
+                "uniform": entry(uni),
+                "natural": entry(nat),
+            }
+        },
+    }
+
+
+def test_verdict_is_computed_from_the_numbers() -> None:
+    win = verdict(
+        _results(
+            [2.00, 2.01],
+            [2.10, 2.11],
+            [2.20, 2.22],
+        )
+    )
+    assert win["objectives"]["avg"]["wins"] and win["all_pass"]
+    # lower on average but within the seed spread: not a win
+    close = verdict(
+        _results(
+            [2.00, 2.05],
+            [2.03, 2.04],
+            [2.20, 2.22],
+        )
+    )
+    assert not close["objectives"]["avg"]["vs"]["uniform"]["wins"]
+    assert close["objectives"]["avg"]["vs"]["uniform"]["better_on_average"]
+    assert not close["all_pass"]
+    # a prediction 5% off fails the 2% criterion even when the mixture wins
+    off = verdict(_results([2.00, 2.01], [2.10, 2.11], [2.20, 2.22], off=0.05))
+    assert off["objectives"]["avg"]["wins"] and not off["prediction_within_2pct"]
