@@ -1,0 +1,459 @@
+"""MixtureDataModule: a LightningDataModule around MixtureDataset.
+
+Training reads a :class:`~mixsampler.MixtureDataset` through a torchdata ``StatefulDataLoader``,
+the loader kind whose state Lightning writes into checkpoints (a plain ``DataLoader`` around a
+stateful dataset is silently not saved). Validation gets one finite, unshuffled loader per domain
+(a dict keyed by domain name), split across ranks without padding or duplicates, which is what
+:class:`callbacks.DomainLossLogger` needs for exact per-domain losses.
+
+Two details make a mid-epoch resume continue with exactly the batches an uninterrupted run would
+have seen:
+
+- Lightning fetches one training batch ahead of the one the model is running (to know whether
+  the epoch ends), so when a checkpoint is written the loader has already handed out a batch the
+  model has not consumed. The loader here reports the state from *before* that batch.
+- Lightning writes the checkpoint from rank zero only, so every rank would restore rank zero's
+  loader state. With several ranks the loader's ``state_dict`` gathers every rank's state (it is
+  called on every rank when saving) and each rank restores its own.
+
+Batches are whatever ``collate_fn`` makes of the samples; when that is a dict, two keys are added
+for the callbacks: ``"__domain__"`` (list of domain names) and ``"__ntok__"`` (tokens per sample,
+from ``length_fn`` or the shards' ``ntok`` field, when known).
+
+Example:
+    >>> dm = MixtureDataModule(
+    ...     train={"web": "data/web-{000000..000007}.tar", "code": "data/code/"},
+    ...     weights={"web": 0.7, "code": 0.3},
+    ...     val={"web": "val/web.tar", "code": "val/code.tar"},
+    ...     batch_size=16, collate_fn="mypkg.data.collate",
+    ... )  # doctest: +SKIP
+    >>> trainer.fit(model, datamodule=dm)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import importlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import default_collate as _default_collate
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from mixsampler.dataset import MixtureDataset
+
+__all__ = ["MixtureDataModule", "MixtureLoader", "ValidationStream", "resolve_callable"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_callable(value: Callable | str | None, name: str) -> Callable | None:
+    """A callable, or one named by an importable dotted path (``pkg.mod.fn`` or ``pkg.mod:fn``).
+
+    Dotted paths let LightningCLI YAML files name a collate or length function.
+
+    Example:
+        >>> resolve_callable("torch.utils.data.default_collate", "collate_fn").__name__
+        'default_collate'
+    """
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a callable or a dotted import path, got {value!r}")
+    module_name, sep, attr = value.partition(":")
+    if not sep:
+        module_name, _, attr = value.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{name}={value!r} cannot be imported: {err}") from None
+    if not callable(obj):
+        raise ValueError(f"{name}={value!r} names {obj!r}, which is not callable")
+    return obj
+
+
+class MixtureCollate:
+    """Wrap a collate function so dict batches carry ``__domain__`` and ``__ntok__``.
+
+    A class rather than a closure so DataLoader workers started with ``spawn`` can pickle it.
+    """
+
+    def __init__(self, collate_fn: Callable | None, length_fn: Callable | None) -> None:
+        self.collate_fn = collate_fn or _default_collate
+        self.length_fn = length_fn
+
+    def _length(self, sample: Any) -> int | None:
+        # The same rule as MixtureDataset uses to count tokens.
+        if self.length_fn is not None:
+            return int(self.length_fn(sample))
+        if isinstance(sample, Mapping) and "ntok" in sample:
+            return int(sample["ntok"])
+        return None
+
+    def __call__(self, samples: list[Any]) -> Any:
+        batch = self.collate_fn(samples)
+        if isinstance(batch, MutableMapping):
+            if "__domain__" not in batch and all(
+                isinstance(s, Mapping) and "__domain__" in s for s in samples
+            ):
+                batch["__domain__"] = [s["__domain__"] for s in samples]
+            if "__ntok__" not in batch:
+                lengths = [self._length(s) for s in samples]
+                if all(n is not None for n in lengths):
+                    batch["__ntok__"] = torch.tensor(lengths, dtype=torch.long)
+        return batch
+
+
+class MixtureLoader(StatefulDataLoader):
+    """A ``StatefulDataLoader`` whose checkpointed state matches what training consumed.
+
+    Args:
+        lookahead: batches the trainer fetches beyond the one it is training on (Lightning's
+            fit loop: 1). ``state_dict`` reports the state from before those batches, so a
+            resume hands them out again instead of skipping them.
+        rank, world_size: this process's place; with ``world_size > 1`` the state holds every
+            rank's loader state (gathered when saving) and each rank restores its own.
+
+    Other arguments are those of ``StatefulDataLoader``.
+    """
+
+    def __init__(
+        self, *args: Any, lookahead: int = 1, rank: int = 0, world_size: int = 1, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+            raise ValueError(f"lookahead must be a non-negative int, got {lookahead!r}")
+        self.lookahead = lookahead
+        self.rank = rank
+        self.world_size = world_size
+        self._snapshots: collections.deque[dict[str, Any]] = collections.deque(maxlen=lookahead)
+        self._tracking = False
+
+    def __iter__(self) -> Iterator[Any]:
+        inner = super().__iter__()
+        self._snapshots.clear()
+        if self.lookahead == 0:
+            return inner
+        self._tracking = True
+        return _Snapshotting(self, inner)
+
+    def _local_state(self) -> dict[str, Any]:
+        # After m fetches the deque holds the states before fetches m-L .. m-1; the oldest is the
+        # state after the batches the model has consumed.
+        if self._tracking and self._snapshots:
+            return self._snapshots[0]
+        return super().state_dict()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = self._local_state()
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            # Called on every rank when Lightning saves, so the collective is matched.
+            states: list[Any] = [None] * self.world_size
+            torch.distributed.all_gather_object(states, state)
+            return {"mixsampler_ranks": states}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "mixsampler_ranks" in state_dict:
+            states = state_dict["mixsampler_ranks"]
+            if len(states) != self.world_size:
+                raise ValueError(
+                    f"the checkpoint's loader state was saved by {len(states)} ranks, this run"
+                    f" has world_size={self.world_size}; resume with the same number of ranks"
+                )
+            state_dict = states[self.rank]
+        elif self.world_size > 1:
+            raise ValueError(
+                "the checkpoint's loader state was saved by one rank, this run has"
+                f" world_size={self.world_size}; resume with the same number of ranks"
+            )
+        self._tracking = False
+        self._snapshots.clear()
+        super().load_state_dict(state_dict)
+
+
+class _Snapshotting:
+    """Iterator that records the loader state before each batch it fetches."""
+
+    def __init__(self, loader: MixtureLoader, inner: Any) -> None:
+        self.loader = loader
+        self.inner = inner
+
+    def __iter__(self) -> _Snapshotting:
+        return self
+
+    def __next__(self) -> Any:
+        self.loader._snapshots.append(copy.deepcopy(self.inner.state_dict()))
+        return next(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class ValidationStream(IterableDataset):
+    """One domain's validation data: a finite, unshuffled single pass split across ranks.
+
+    Shards are dealt to the ``world_size x num_workers`` slots when there are at least as many
+    shards as slots; otherwise every slot reads every shard and keeps every ``slots``-th sample.
+    Map-style datasets and iterables are split by sample index the same way. No sample is seen
+    twice and none is padded in, so summed losses over ranks equal one process's.
+
+    Example:
+        >>> ds = ValidationStream("web", [{"x": i} for i in range(5)], rank=1, world_size=2)
+        >>> [s["x"] for s in ds]
+        [1, 3]
+    """
+
+    def __init__(self, domain: str, source: Any, *, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        from mixsampler.sources import _looks_like_shards, check_shards, expand_shards
+
+        self.domain = domain
+        self.rank = rank
+        self.world_size = world_size
+        self.urls: list[str] | None = None
+        if _looks_like_shards(source):
+            self.urls = expand_shards(source, domain)
+            check_shards(self.urls, domain)
+        self.source = source
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        slots = self.world_size * workers
+        slot = self.rank * workers + worker
+        for sample in self._samples(slot, slots):
+            out = dict(sample) if isinstance(sample, Mapping) else {"sample": sample}
+            out["__domain__"] = self.domain
+            yield out
+
+    def _samples(self, slot: int, slots: int) -> Iterator[Any]:
+        if self.urls is not None:
+            from mixsampler.sources import iter_tar
+
+            def warn(url: str, message: str) -> None:
+                warnings.warn(
+                    f"domain {self.domain!r}: corrupt tar data in {url}: {message}; skipped",
+                    stacklevel=2,
+                )
+
+            if len(self.urls) >= slots:
+                for url in self.urls[slot::slots]:
+                    for sample, _ in iter_tar(url, 0, warn):
+                        yield sample
+                return
+            i = 0
+            for url in self.urls:
+                for sample, _ in iter_tar(url, 0, warn):
+                    if i % slots == slot:
+                        yield sample
+                    i += 1
+            return
+        if (
+            hasattr(self.source, "__getitem__")
+            and hasattr(self.source, "__len__")
+            and not (isinstance(self.source, IterableDataset))
+        ):
+            for i in range(slot, len(self.source), slots):
+                yield self.source[i]
+            return
+        for i, sample in enumerate(self.source):
+            if i % slots == slot:
+                yield sample
+
+
+class MixtureDataModule(pl.LightningDataModule):
+    """Training on a weighted mixture of domains, validation per domain.
+
+    Args:
+        train: domain name -> data (shard spec, map-style dataset or iterable; see
+            :class:`~mixsampler.MixtureDataset`).
+        weights: domain name -> weight; default equal weights. ``callbacks.MixtureWeights``
+            replaces them before the first batch.
+        val: domain name -> validation data; may name domains that are not trained on
+            (held-out targets). None: no validation.
+        batch_size: training samples per batch per rank.
+        val_batch_size: validation batch size (default ``batch_size``).
+        num_workers: DataLoader worker processes (training and validation).
+        seed: the sampler's seed (shard order, shuffles).
+        unit: ``"samples"`` or ``"tokens"``: what the weights are shares of.
+        collate_fn: callable or dotted import path turning a list of samples into a batch;
+            default ``torch.utils.data.default_collate``.
+        length_fn: callable or dotted path giving a sample's token count (default: the
+            shards' ``ntok`` field).
+        shuffle_buffer: the sampler's shuffle block size.
+        exhaustion: the sampler's policy at the end of a domain (``repeat``, ``stop``,
+            ``error``).
+        on_corrupt: ``warn`` or ``raise`` on a corrupt tar member.
+        prefetch_factor: batches each worker loads ahead (DataLoader's; workers only).
+        pin_memory: DataLoader's ``pin_memory``.
+
+    Example:
+        >>> dm = MixtureDataModule({"a": list(range(10)), "b": list(range(10))}, batch_size=2)
+        >>> dm.train_domains, dm.weights
+        (('a', 'b'), {'a': 0.5, 'b': 0.5})
+    """
+
+    def __init__(
+        self,
+        train: Mapping[str, Any],
+        weights: Mapping[str, float] | None = None,
+        val: Mapping[str, Any] | None = None,
+        *,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        unit: str = "samples",
+        collate_fn: Callable | str | None = None,
+        length_fn: Callable | str | None = None,
+        shuffle_buffer: int = 1000,
+        exhaustion: str | Mapping[str, str] = "repeat",
+        on_corrupt: str = "warn",
+        prefetch_factor: int | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(train, Mapping) or not train:
+            raise ValueError(f"train must map domain names to data, got {train!r}")
+        if val is not None and not isinstance(val, Mapping):
+            raise ValueError(f"val must map domain names to data or be None, got {val!r}")
+        for arg, value, low in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("seed", seed, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+        if val_batch_size is not None and (
+            isinstance(val_batch_size, bool)
+            or not isinstance(val_batch_size, int)
+            or val_batch_size < 1
+        ):
+            raise ValueError(f"val_batch_size must be an int >= 1 or None, got {val_batch_size!r}")
+        if unit not in ("samples", "tokens"):
+            raise ValueError(f"unit can be samples, tokens, got {unit!r}")
+        if prefetch_factor is not None and num_workers == 0:
+            raise ValueError(
+                f"prefetch_factor={prefetch_factor!r} needs num_workers > 0, got num_workers=0"
+            )
+        self.train = dict(train)
+        self.val = dict(val) if val is not None else None
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.unit = unit
+        self.collate_fn = resolve_callable(collate_fn, "collate_fn")
+        self.length_fn = resolve_callable(length_fn, "length_fn")
+        self.shuffle_buffer = shuffle_buffer
+        self.exhaustion = exhaustion
+        self.on_corrupt = on_corrupt
+        self.prefetch_factor = prefetch_factor
+        self.pin_memory = pin_memory
+        self._weights = self._check_weights(weights)
+        self.train_dataset: MixtureDataset | None = None
+        self.val_datasets: dict[str, ValidationStream] = {}
+        self.rank = 0
+        self.world_size = 1
+
+    def _check_weights(self, weights: Mapping[str, float] | None) -> dict[str, float]:
+        from mixsampler.schedule import normalize_weights
+
+        if weights is None:
+            weights = dict.fromkeys(self.train, 1.0)
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"weights must map domain names to numbers, got {weights!r}")
+        values = normalize_weights(weights, tuple(self.train))
+        return dict(zip(self.train, (float(v) for v in values), strict=True))
+
+    @property
+    def train_domains(self) -> tuple[str, ...]:
+        return tuple(self.train)
+
+    @property
+    def val_domains(self) -> tuple[str, ...]:
+        return tuple(self.val) if self.val else ()
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The training weights in force (the sampler's, once it is built)."""
+        if self.train_dataset is not None:
+            return self.train_dataset.weights
+        return dict(self._weights)
+
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Set the training mixture; reaches DataLoader workers through shared memory."""
+        self._weights = self._check_weights(weights)
+        if self.train_dataset is not None:
+            self.train_dataset.set_weights(self._weights)
+
+    def setup(self, stage: str) -> None:
+        # The rank is captured here, in the main process, once the trainer knows it; a dataset
+        # built inside a spawned worker would see WORLD_SIZE without RANK.
+        if self.trainer is not None:
+            self.rank, self.world_size = self.trainer.global_rank, self.trainer.world_size
+        if stage == "fit" and self.train_dataset is None:
+            self.train_dataset = MixtureDataset(
+                self.train,
+                self._weights,
+                seed=self.seed,
+                unit=self.unit,
+                length_fn=self.length_fn,
+                rank=self.rank,
+                world_size=self.world_size,
+                shuffle_buffer=self.shuffle_buffer,
+                exhaustion=self.exhaustion,
+                on_corrupt=self.on_corrupt,
+                max_workers=max(1, self.num_workers),
+            )
+        if stage in ("fit", "validate") and self.val and not self.val_datasets:
+            self.val_datasets = {
+                d: ValidationStream(d, src, rank=self.rank, world_size=self.world_size)
+                for d, src in self.val.items()
+            }
+
+    def _loader_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "collate_fn": MixtureCollate(self.collate_fn, self.length_fn),
+            "pin_memory": self.pin_memory,
+        }
+        if self.prefetch_factor is not None:
+            kw["prefetch_factor"] = self.prefetch_factor
+        return kw
+
+    def train_dataloader(self) -> MixtureLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        return MixtureLoader(
+            self.train_dataset,
+            batch_size=self.batch_size,
+            rank=self.rank,
+            world_size=self.world_size,
+            **self._loader_kwargs(),
+        )
+
+    def val_dataloader(self) -> dict[str, DataLoader] | list:
+        if not self.val:
+            return []
+        if not self.val_datasets:
+            self.setup("validate")
+        return {
+            d: DataLoader(ds, batch_size=self.val_batch_size, **self._loader_kwargs())
+            for d, ds in self.val_datasets.items()
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        weights = state_dict.get("weights")
+        if weights:
+            self.set_weights(weights)
