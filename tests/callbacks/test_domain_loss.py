@@ -14,15 +14,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_lm import HERE_DIR, TinyLM, samples
 from torch.utils.data import DataLoader
 
 import laws
-import laws.runtable
-
-if not hasattr(laws, "load_runs"):  # TEMP until laws exports it
-    laws.load_runs = laws.runtable.load_runs
-from tiny_lm import HERE_DIR, TinyLM, samples
-
 from callbacks import DomainLossLogger
 
 TRAINER_KW = dict(

@@ -1,0 +1,349 @@
+"""Set the training mixture of a run: fixed, from WEIGHTS.json, or solved from a fitted law.
+
+The weights take effect before the first training batch. Lightning builds the train loader and
+starts its workers before ``on_train_start``, so this callback sets them in ``setup``: after the
+datamodule's ``setup`` (where :class:`~mixsampler.MixtureDataModule` builds its sampler) and
+before any loader exists. ``MixtureDataset.set_weights`` writes to shared memory, so worker
+processes started later (fork or spawn) and ones already running both see it. Under any strategy
+each rank sets the same weights: a law is solved on rank zero and the result broadcast.
+
+The weights are saved in the callback's state; on resume they are set again before the loader
+is rebuilt, so a restarted run keeps its mixture (and schedule position). They are logged as
+``mix/weight/<domain>`` and written to ``mixture_weights.json`` in the trainer's log folder.
+
+A schedule ``[{"step": s, "weights": {...}}, ...]`` changes the mixture during training: the
+batches of optimizer step ``s`` onward are drawn with the new weights. With ``num_workers=0``
+the switch is exact (the callback allows for Lightning's one batch of lookahead); with workers,
+batches they have already prepared keep the old weights, up to ``num_workers x prefetch_factor``
+batches.
+
+Example:
+    >>> cb = MixtureWeights({"web": 0.6, "code": 0.4})
+    >>> cb.state_dict()["weights"]
+    {'web': 0.6, 'code': 0.4}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
+
+from callbacks._common import check_model_size, count_parameters, find_mixture_dataset
+
+__all__ = ["MixtureWeights"]
+
+log = logging.getLogger(__name__)
+
+
+class MixtureWeights(Callback):
+    """Give a run its data mixture before the first batch, keep it across restarts.
+
+    Exactly one source of the initial weights (or a schedule starting at step 0):
+
+    Args:
+        weights: domain -> weight (normalized).
+        weights_file: a WEIGHTS.json (``{"weights": {domain: weight}, ...}``, as written by
+            ``mixsampler optimize``).
+        law_file: a LAW.json (``laws.save_laws``); the weights minimizing ``objective`` are
+            solved for this run's own N (counted from the model) and ``planned_tokens``.
+        objective: target -> weight of its predicted loss (``law_file`` only); default equal
+            weights over every target in the file.
+        planned_tokens: D the run will train on (``law_file`` only; required there).
+        model_size: N for solving the law: ``"non_embedding"`` (default, matching
+            ``DomainLossLogger``'s rows), ``"total"``, or an explicit count.
+        min_weight: lower bound per domain for the law's optimum (one number or per domain).
+        schedule: ``[{"step": s, "weights": {...}}, ...]`` (or ``(s, weights)`` pairs), steps
+            increasing; each entry applies from optimizer step ``s`` on.
+        filename: name of the JSON written in the trainer's log folder (None: none).
+
+    Example:
+        >>> cb = MixtureWeights(weights_file="WEIGHTS.json")  # doctest: +SKIP
+        >>> cb = MixtureWeights(law_file="LAW.json", planned_tokens=2e9,
+        ...                     objective={"openhermes": 1.0})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        *,
+        weights_file: str | os.PathLike[str] | None = None,
+        law_file: str | os.PathLike[str] | None = None,
+        objective: Mapping[str, float] | None = None,
+        planned_tokens: float | None = None,
+        model_size: int | str = "non_embedding",
+        min_weight: float | Mapping[str, float] = 0.0,
+        schedule: Sequence[Mapping[str, Any] | tuple[int, Mapping[str, float]]] | None = None,
+        filename: str | None = "mixture_weights.json",
+    ) -> None:
+        given = [
+            n
+            for n, v in (
+                ("weights", weights),
+                ("weights_file", weights_file),
+                ("law_file", law_file),
+            )
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one of weights, weights_file, law_file; got {given}")
+        self.schedule = _check_schedule(schedule)
+        if not given and not (self.schedule and self.schedule[0][0] == 0):
+            raise ValueError(
+                "give weights, weights_file or law_file, or a schedule whose first step is 0;"
+                " got none"
+            )
+        self.law_file = Path(law_file) if law_file is not None else None
+        self.weights_file = Path(weights_file) if weights_file is not None else None
+        self.objective = dict(objective) if objective is not None else None
+        self.planned_tokens = planned_tokens
+        self.model_size = check_model_size(model_size)
+        self.min_weight = min_weight
+        self.filename = filename
+        if objective is not None and law_file is None:
+            raise ValueError(f"objective is only used with law_file, got objective={objective!r}")
+        if law_file is not None:
+            if (
+                planned_tokens is None
+                or isinstance(planned_tokens, bool)
+                or not (
+                    isinstance(planned_tokens, (int, float))
+                    and planned_tokens > 0
+                    and math.isfinite(planned_tokens)
+                )
+            ):
+                raise ValueError(
+                    "planned_tokens must be a positive number (the D the run will train on) when"
+                    f" law_file is given, got {planned_tokens!r}"
+                )
+            if not self.law_file.is_file():
+                raise FileNotFoundError(f"law_file {str(self.law_file)!r} does not exist")
+        if weights_file is not None:
+            weights = _read_weights_file(self.weights_file)
+        if weights is not None:
+            weights = _check_weights(weights, "weights")
+        elif self.schedule and self.schedule[0][0] == 0 and law_file is None:
+            weights = self.schedule[0][1]
+        self._weights: dict[str, float] | None = dict(weights) if weights is not None else None
+        self._source = (
+            f"weights_file {self.weights_file}"
+            if self.weights_file is not None
+            else f"law_file {self.law_file}"
+            if self.law_file is not None
+            else "weights"
+            if given
+            else "schedule"
+        )
+        self._applied = 0  # schedule entries in force
+        self._restored = False
+        self._solved: dict[str, Any] = {}
+        self._trainer: pl.Trainer | None = None
+        self._set_before_start = False
+
+    # ------------------------------------------------------------------ hooks
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._trainer = trainer
+        if self.law_file is not None and not self._restored:
+            self._weights = self._solve(trainer, pl_module)
+        if self.schedule and self.schedule[0][0] == 0 and self._applied == 0:
+            self._weights = dict(self.schedule[0][1])
+            self._applied = 1
+        self._set_before_start = self._apply(trainer, warn_late=False)
+        self._write_json(trainer)
+
+    def _solve(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        import laws
+
+        n = count_parameters(pl_module, self.model_size)
+        weights: dict[str, float] | None = None
+        info: dict[str, Any] = {}
+        if trainer.is_global_zero:
+            fitted = laws.load_laws(self.law_file)
+            result = laws.optimize(
+                fitted,
+                model_size=float(n),
+                n_tokens=float(self.planned_tokens),
+                objective=self.objective,
+                min_weight=self.min_weight,
+            )
+            if not result.success:
+                rank_zero_warn(f"MixtureWeights: the optimum did not converge: {result.message}")
+            weights = {d: float(w) for d, w in result.weights.items()}
+            info = result.to_json()
+            log.info(
+                "MixtureWeights: solved %s at N=%d, D=%g: %s",
+                self.law_file,
+                n,
+                self.planned_tokens,
+                weights,
+            )
+        # Every rank must train on the same mixture: solve once, broadcast.
+        weights, info = trainer.strategy.broadcast((weights, info), src=0)
+        self._solved = info
+        return weights
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._set_before_start and not self._apply(trainer, warn_late=True):
+            raise ValueError(
+                "MixtureWeights found no mixture sampler to set: train with"
+                " mixsampler.MixtureDataModule or a DataLoader over a MixtureDataset"
+            )
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._applied < len(self.schedule):
+            # The loader is one batch ahead of training (Lightning's lookahead): the next batch
+            # it draws is number ready + 1, which belongs to step (ready + 1) // accumulation.
+            ready = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+            next_step = (ready + 1) // max(1, trainer.accumulate_grad_batches)
+            changed = False
+            while (
+                self._applied < len(self.schedule) and self.schedule[self._applied][0] <= next_step
+            ):
+                self._weights = dict(self.schedule[self._applied][1])
+                self._applied += 1
+                changed = True
+            if changed:
+                self._apply(trainer, warn_late=False)
+                log.info("MixtureWeights: step %d on: %s", next_step, self._weights)
+                self._write_json(trainer)
+        if self._weights:
+            for d, w in self._normalized().items():
+                pl_module.log(f"mix/weight/{d}", w, on_step=True, on_epoch=False, sync_dist=False)
+
+    # ------------------------------------------------------------------ applying
+
+    def _normalized(self) -> dict[str, float]:
+        assert self._weights is not None
+        total = sum(self._weights.values())
+        return {d: w / total for d, w in self._weights.items()}
+
+    def _apply(self, trainer: pl.Trainer, *, warn_late: bool) -> bool:
+        """Set the weights on the datamodule / sampler; False when there is none yet."""
+        if self._weights is None:
+            return False
+        dm = trainer.datamodule
+        if dm is not None and callable(getattr(dm, "set_weights", None)):
+            dm.set_weights(self._weights)
+            return True
+        ds = find_mixture_dataset(trainer)
+        if ds is None:
+            return False
+        if warn_late:
+            rank_zero_warn(
+                "MixtureWeights: the mixture sampler was only found at train start, after the"
+                " loader started; batches already prefetched keep the old weights"
+            )
+        ds.set_weights(self._weights)
+        return True
+
+    def _write_json(self, trainer: pl.Trainer) -> None:
+        if self.filename is None or not trainer.is_global_zero or self._weights is None:
+            return
+        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        content = {
+            "weights": self._normalized(),
+            "source": self._source,
+            "step": trainer.global_step,
+            "schedule": [{"step": s, "weights": w} for s, w in self.schedule],
+            "schedule_applied": self._applied,
+        }
+        if self._solved:
+            content["solved"] = self._solved
+        tmp = folder / (self.filename + ".tmp")
+        tmp.write_text(json.dumps(content, indent=2))
+        os.replace(tmp, folder / self.filename)
+
+    # ------------------------------------------------------------------ state
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self._weights) if self._weights is not None else None,
+            "schedule_applied": self._applied,
+            "source": self._source,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        weights = state_dict.get("weights")
+        if weights:
+            self._weights = {str(d): float(w) for d, w in weights.items()}
+            self._restored = True
+        self._applied = int(state_dict.get("schedule_applied", self._applied))
+        if self._trainer is not None:
+            # Restored after setup, before the train loader is built: still before batch one.
+            self._set_before_start = self._apply(self._trainer, warn_late=False)
+            self._write_json(self._trainer)
+
+
+def _check_weights(weights: Any, name: str) -> dict[str, float]:
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(f"{name} must map domain names to weights, got {weights!r}")
+    out = {}
+    for d, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{name}[{d!r}] must be a finite number >= 0, got {w!r}")
+        out[str(d)] = float(w)
+    if sum(out.values()) <= 0:
+        raise ValueError(f"{name} must have a positive weight, got {dict(weights)}")
+    return out
+
+
+def _read_weights_file(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        raise FileNotFoundError(f"weights_file {str(path)!r} does not exist")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"weights_file {str(path)!r} is not valid JSON: {err}") from None
+    if not isinstance(content, Mapping) or not isinstance(content.get("weights"), Mapping):
+        raise ValueError(
+            f'weights_file {str(path)!r} must hold {{"weights": {{domain: weight}}}}, got'
+            f" keys {sorted(content) if isinstance(content, Mapping) else type(content).__name__}"
+        )
+    return _check_weights(content["weights"], f"{path}: weights")
+
+
+def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
+    if schedule is None:
+        return []
+    if isinstance(schedule, (str, Mapping)) or not isinstance(schedule, Sequence):
+        raise ValueError(
+            f"schedule must be a list of {{'step': int, 'weights': {{...}}}}, got {schedule!r}"
+        )
+    out: list[tuple[int, dict[str, float]]] = []
+    for i, entry in enumerate(schedule):
+        if isinstance(entry, Mapping):
+            step, weights = entry.get("step"), entry.get("weights")
+        elif isinstance(entry, Sequence) and len(entry) == 2:
+            step, weights = entry
+        else:
+            raise ValueError(
+                f"schedule[{i}] must be {{'step': int, 'weights': ...}}, got {entry!r}"
+            )
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"schedule[{i}]['step'] must be an int >= 0, got {step!r}")
+        if out and step <= out[-1][0]:
+            raise ValueError(
+                f"schedule steps must increase, got {step} after {out[-1][0]} at schedule[{i}]"
+            )
+        out.append((step, _check_weights(weights, f"schedule[{i}]['weights']")))
+    return out
