@@ -1,1 +1,42 @@
-"""Mixture scaling laws: fit, predict, optimize, evaluate (numpy and scipy only, no torch)."""
+"""Mixture scaling laws: fit, predict, optimize, evaluate (numpy and scipy only, no torch).
+
+Example:
+    >>> import laws
+    >>> table = laws.load_runs("runs.csv")  # doctest: +SKIP
+    >>> fitted = {t: laws.fit(table, "joint", t).law for t in table.targets}  # doctest: +SKIP
+    >>> laws.save_laws("LAW.json", fitted)  # doctest: +SKIP
+    >>> laws.optimize(fitted, model_size=7e9, n_tokens=1.5e11).weights  # doctest: +SKIP
+"""
+
+from laws.bootstrap import BootstrapResult, bootstrap
+from laws.evaluate import evaluate, mre, parity_plot, predict_table
+from laws.fit import FitResult, FitSettings, fit
+from laws.fitted import FittedLaw
+from laws.forms import LAWS, Form
+from laws.io import load_laws, save_laws
+from laws.optimize import OptimizeResult, feasible_bounds, optimize, project_capped_simplex
+from laws.runtable import RunTable, load_runs, parse_where
+
+__all__ = [
+    "LAWS",
+    "BootstrapResult",
+    "FitResult",
+    "FitSettings",
+    "FittedLaw",
+    "Form",
+    "OptimizeResult",
+    "RunTable",
+    "bootstrap",
+    "evaluate",
+    "feasible_bounds",
+    "fit",
+    "load_laws",
+    "load_runs",
+    "mre",
+    "optimize",
+    "parity_plot",
+    "parse_where",
+    "predict_table",
+    "project_capped_simplex",
+    "save_laws",
+]

@@ -1,0 +1,142 @@
+"""A fitted law: the object users predict with, optimize over and save to LAW.json.
+
+Example:
+    >>> law = FittedLaw("chinchilla", ("a",), "a", {"E": 1.0, "A": 0.2, "alpha": 0.3,
+    ...                 "B": 0.5, "beta": 0.3})
+    >>> float(law.predict(1e9, 1e9, [1.0]))
+    1.7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from laws.forms import D_SCALE, N_SCALE, Form
+
+__all__ = ["FittedLaw"]
+
+
+@dataclass
+class FittedLaw:
+    """A law with its parameters, for one target.
+
+    Args:
+        law: the law's name (see :data:`laws.forms.LAWS`).
+        domains: training domains, the column order of ``weights`` in :meth:`predict`.
+        target: the target whose loss it predicts (``arxiv`` for ``arxiv_loss``).
+        params: parameter values by name (natural scale, N in units of ``n_scale``).
+        use_n: whether the N term is present (False: fixed-N variant).
+        use_d: whether the D term is present (False: fixed-D variant).
+        target_domain: for ``bimix``, the training domain whose weight enters the law.
+        n_scale: the unit of N inside the law (predictions do not depend on it).
+        d_scale: the unit of D inside the law.
+        fit: how it was fitted (settings and results), kept in LAW.json.
+        fingerprint: a hash of the rows it was fitted on.
+    """
+
+    law: str
+    domains: tuple[str, ...]
+    target: str
+    params: dict[str, float]
+    use_n: bool = True
+    use_d: bool = True
+    target_domain: str | None = None
+    n_scale: float = N_SCALE
+    d_scale: float = D_SCALE
+    fit: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        self.domains = tuple(self.domains)
+        if self.law == "bimix" and self.target_domain is None and self.target in self.domains:
+            self.target_domain = self.target
+        self.form = Form(self.law, self.domains, self.use_n, self.use_d, self.target_domain)
+        names = self.form.names
+        if set(self.params) != set(names):
+            missing = sorted(set(names) - set(self.params))
+            extra = sorted(set(self.params) - set(names))
+            raise ValueError(
+                f"params of a {self.law} law over {', '.join(self.domains)} must be "
+                f"{', '.join(names)}; missing {missing}, unexpected {extra}"
+            )
+        self.params = {n: float(self.params[n]) for n in names}
+        self._p = np.array([self.params[n] for n in names], dtype=float)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Parameters as a vector, in :attr:`Form.names` order."""
+        return self._p.copy()
+
+    def _unscale(
+        self, model_size: np.ndarray | float, n_tokens: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # The form works in units of N_SCALE / D_SCALE; a law saved with other units is
+        # rescaled here so its predictions stay the same.
+        n = np.asarray(model_size, dtype=float) * (N_SCALE / self.n_scale)
+        d = np.asarray(n_tokens, dtype=float) * (D_SCALE / self.d_scale)
+        return n, d
+
+    def predict(
+        self,
+        model_size: np.ndarray | float | Sequence[float],
+        n_tokens: np.ndarray | float | Sequence[float],
+        weights: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+    ) -> np.ndarray:
+        """Predicted loss; (N, D, h) broadcast, ``weights`` shape (..., k) in domain order.
+
+        Example:
+            >>> law.predict([3e8, 1e9], 2e10, [0.5, 0.5])  # doctest: +SKIP
+        """
+        n, d = self._unscale(np.asarray(model_size), np.asarray(n_tokens))
+        return self.form.predict(self._p, n, d, weights)
+
+    def value_and_grad_h(
+        self, model_size: float, n_tokens: float, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and its gradient in h for weights of shape (m, k) at one (N, D)."""
+        h = np.atleast_2d(np.asarray(weights, dtype=float))
+        n, d = self._unscale(model_size, n_tokens)
+        ln, ld, hh = self.form.inputs(n, d, h)
+        pred, _, g = self.form.evaluate(self._p, ln, ld, hh, grad_h=True)
+        assert g is not None
+        return pred, g
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able content (floats kept exact: JSON writes Python's repr)."""
+        return {
+            "law": self.law,
+            "target": self.target,
+            "domains": list(self.domains),
+            "parameters": dict(self.params),
+            "use_n": self.use_n,
+            "use_d": self.use_d,
+            "target_domain": self.target_domain,
+            "n_scale": self.n_scale,
+            "d_scale": self.d_scale,
+            "fit": self.fit,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> FittedLaw:
+        """Inverse of :meth:`to_dict`."""
+        for key in ("law", "target", "domains", "parameters"):
+            if key not in obj:
+                raise ValueError(f"a saved law needs the key {key!r}; got {sorted(obj)}")
+        return cls(
+            law=str(obj["law"]),
+            domains=tuple(obj["domains"]),
+            target=str(obj["target"]),
+            params={str(k): float(v) for k, v in obj["parameters"].items()},
+            use_n=bool(obj.get("use_n", True)),
+            use_d=bool(obj.get("use_d", True)),
+            target_domain=obj.get("target_domain"),
+            n_scale=float(obj.get("n_scale", N_SCALE)),
+            d_scale=float(obj.get("d_scale", D_SCALE)),
+            fit=dict(obj.get("fit", {})),
+            fingerprint=str(obj.get("fingerprint", "")),
+        )
