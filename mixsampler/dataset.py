@@ -80,8 +80,10 @@ class MixtureDataset(IterableDataset):
         seed: seeds shard order, shuffles and tie-breaking; identical seeds give identical
             streams.
         unit: ``"samples"``: weights are shares of samples; ``"tokens"``: shares of tokens.
-        length_fn: tokens in a sample. Without it the length is the ``ntok`` field written by
+        length_fn: tokens in a sample, called on the sample as the domain gives it (before it
+            is wrapped or tagged). Without it the length is the ``ntok`` field written by
             :func:`mixsampler.write_shards`; required for ``unit="tokens"`` on other data.
+            Counted in ``counts()["tokens"]`` in either unit when available.
         rank: this process's rank; default torch.distributed, then ``RANK``, then 0. Captured
             here, not in workers (Lightning's launcher sets WORLD_SIZE but not RANK there).
         world_size: number of ranks; default torch.distributed, then ``WORLD_SIZE``, then 1.
@@ -281,6 +283,11 @@ class MixtureDataset(IterableDataset):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state`` at the next ``iter()`` (checked against this dataset then).
 
+        The stream continues with the weights saved in the state, unless ``set_weights`` has
+        been called on this dataset since it was created: those weights then take effect at
+        once (and enter the history), so a callback that re-applies its schedule on resume
+        is obeyed.
+
         Raises:
             ValueError: a state of another format, domain list, unit or seed.
         """
@@ -446,11 +453,14 @@ class _Run:
             active=[bool(x) for x in state.get("active", [True] * k)],
         )
         self.corrupt = [int(x) for x in state.get("corrupt", [0] * k)]
-        # Only weights set after this resume count as a change; the state's weights continue.
-        self.seen = float(weights_view[0])
-        if in_main:
-            # Same process as set_weights, so no race: let `.weights` show what is in force.
-            weights_view[1:] = self.weights
+        # The state's weights continue unless set_weights was called on this dataset since it
+        # was built (a callback re-applying its schedule on resume): then those win, recorded
+        # in the history at this sample. Constructor weights alone do not override the state.
+        if float(weights_view[0]) == 0:
+            self.seen = 0.0
+            if in_main:
+                # Same process as set_weights, so no race: `.weights` shows what is in force.
+                weights_view[1:] = self.weights
         for reader, rstate in zip(self.readers, state.get("readers", []), strict=False):
             reader.load(rstate)
 

@@ -31,6 +31,7 @@ import io
 import os
 import re
 import tarfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
@@ -198,6 +199,13 @@ def source_spec(name: str, source: Any, *, check: bool = True) -> Source:
             raise ValueError(f"domain {name!r} is empty: its dataset has length 0")
         return MapSource(name, source)
     if isinstance(source, Iterable):
+        if type(source).__module__.split(".")[0] == "webdataset":
+            warnings.warn(
+                f"domain {name!r} is a webdataset pipeline: it splits shards across workers "
+                "itself, so each worker would see only part of its share, and it cannot resume "
+                "without replay. Pass its shard spec (brace pattern, list or folder) instead.",
+                stacklevel=3,
+            )
         return IterSource(name, source)
     raise ValueError(
         f"domain {name!r}: data must be a shard spec (brace pattern, glob, folder or list of "
@@ -284,8 +292,9 @@ def iter_tar(
                     offset = base + info.offset
                     if not info.isfile():
                         continue
-                    m = _KEY.match(info.name)
-                    if m is None or _META.search(info.name):
+                    name = info.name
+                    m = _KEY.match(name)
+                    if m is None or ("__" in name and _META.search(name)):
                         continue
                     key, ext = m.group(1), m.group(2).lower()
                     data = tf.extractfile(info).read()

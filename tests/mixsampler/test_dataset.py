@@ -126,6 +126,12 @@ def test_shuffling_is_seeded_and_each_repeat_pass_has_a_new_order(shards):
     assert first != sorted(first), "shuffled"
 
 
+def test_a_webdataset_pipeline_as_a_domain_is_warned_about(shards):
+    web = shards("web", 2, 3)
+    with pytest.warns(UserWarning, match="Pass its shard spec"):
+        MixtureDataset({"web": wds.WebDataset(web, shardshuffle=False)}, {"web": 1})
+
+
 def test_webdataset_samples_keep_their_keys(shards):
     web = shards("web", 1, 3)
     plain = next(iter(wds.WebDataset(web, shardshuffle=False)))
@@ -240,15 +246,34 @@ def _resume_equal(make, consumed, total, change_at=None):
     return ids(ref), ids(head + tail), state
 
 
-@pytest.mark.parametrize("consumed", [0, 1, 7, 8, 33, 61])
-def test_state_round_trip_continues_the_same_stream(shards, consumed):
+def _length(sample):
+    return int(sample["ntok"]) if isinstance(sample, dict) else 3
+
+
+@pytest.mark.parametrize(
+    ("consumed", "unit"),
+    [
+        (0, "samples"),
+        (1, "samples"),
+        (7, "samples"),
+        (8, "samples"),
+        (33, "tokens"),
+        (61, "tokens"),
+    ],
+)
+def test_state_round_trip_continues_the_same_stream(shards, consumed, unit):
     a = shards("a", 3, 9)
     b = _Reiterable(17)
     c = list(range(13))
 
     def make():
         return MixtureDataset(
-            {"a": a, "b": b, "c": c}, {"a": 0.5, "b": 0.3, "c": 0.2}, seed=3, shuffle_buffer=4
+            {"a": a, "b": b, "c": c},
+            {"a": 0.5, "b": 0.3, "c": 0.2},
+            seed=3,
+            shuffle_buffer=4,
+            unit=unit,
+            length_fn=_length if unit == "tokens" else None,
         )
 
     ref, resumed, state = _resume_equal(make, consumed, 80)
@@ -265,6 +290,30 @@ def test_weight_history_is_part_of_the_state_and_the_resume_replays_it():
     assert state["history"] == [[0, [0.5, 0.5]], [10, [0.1, 0.9]]]
     tail = [d for d, _ in ref[10:]]
     assert tail.count("b") >= 0.9 * 50 - 2
+
+
+def test_weights_set_before_a_resume_override_the_saved_ones():
+    def make():
+        return MixtureDataset({"a": range(40), "b": range(40)}, {"a": 0.5, "b": 0.5})
+
+    ds = make()
+    take(iter(ds), 10)
+    state = ds.state_dict()
+    kept = make()  # constructor weights only: the state's weights continue
+    kept.load_state_dict(state)
+    assert take(iter(kept), 4) == take(iter(_loaded(make, state)), 4)
+    assert kept.state_dict()["history"] == [[0, [0.5, 0.5]]]
+    changed = make()
+    changed.set_weights({"a": 0, "b": 1})
+    changed.load_state_dict(state)
+    assert {s["__domain__"] for s in take(iter(changed), 10)} == {"b"}
+    assert changed.state_dict()["history"] == [[0, [0.5, 0.5]], [10, [0.0, 1.0]]]
+
+
+def _loaded(make, state):
+    ds = make()
+    ds.load_state_dict(state)
+    return ds
 
 
 def test_set_weights_reaches_an_iteration_in_progress():
