@@ -62,12 +62,12 @@ class FitSettings:
     """
 
     delta: float = 1e-3
-    n_random: int = 2000
-    n_starts: int = 4
-    niter: int = 20
+    n_random: int = 1000
+    n_starts: int = 3
+    niter: int = 3
     stepsize: float = 0.5
     temperature: float = 0.05
-    maxiter: int = 1000
+    maxiter: int = 600
     warm_start: bool = True
     local: str = "trf"
 
@@ -376,7 +376,9 @@ def fit(
         seed: makes the random search and basin-hopping reproducible.
         settings: search settings; defaults to :class:`FitSettings()`.
         init: parameters (or a fitted law of the same form) to start from, added to the
-            random candidates; used by bootstrap to refit quickly.
+            random candidates; used by bootstrap to refit quickly. For joint (full) a fitted
+            additive (joint) law of the same rows is embedded and used as the warm start
+            instead of fitting one.
 
     Returns:
         A :class:`FitResult`; non-convergence is reported in ``success``/``message``,
@@ -464,25 +466,33 @@ def fit(
 
     # 1. Starting candidates: warm start, user init, random search.
     starts: list[np.ndarray] = []
-    if init is not None:
+    warm_from = {"joint": "additive", "full": "joint"}.get(law)
+    warm_fun: float | None = None
+    if isinstance(init, FittedLaw) and warm_from is not None and init.law == warm_from:
+        # A fitted smaller law (e.g. the additive fit of the same rows) as the warm start.
+        emb = _embed(init, form)
+        if emb is not None:
+            starts.append(_to_theta(form, emb))
+    elif init is not None:
         params = init.params if isinstance(init, FittedLaw) else init
         if set(params) == set(form.names):
             starts.append(_to_theta(form, params))
         else:
             notes.append("init ignored: its parameters do not match the law")
-    warm_from = {"joint": "additive", "full": "joint"}.get(law)
-    warm_res: FitResult | None = None
-    if settings.warm_start and warm_from is not None and init is None:
+    elif settings.warm_start and warm_from is not None:
         warm_res = fit(table, warm_from, target, seed=seed, settings=settings)
+        nfev += warm_res.nfev
         emb = _embed(warm_res.law, form)
         if emb is not None:
             starts.append(_to_theta(form, emb))
-            nfev += warm_res.nfev
+    if starts:
+        warm_fun = fv(starts[0]) / scale
     cand = _random_theta(form, y, rng, settings.n_random)
     vals = np.array([fv(c) for c in cand])
     nfev += settings.n_random
-    order = np.argsort(vals)[: settings.n_starts]
-    starts += [cand[i] for i in order]
+    # With a warm start the random candidates only guard against a bad basin: fewer of them.
+    n_rand = settings.n_starts if not starts else max(1, settings.n_starts // 3)
+    starts += [cand[i] for i in np.argsort(vals)[:n_rand]]
 
     # 2. Polish each start; basin-hop from the best.
     best = None
@@ -522,8 +532,8 @@ def fit(
     pred = form.evaluate(p, ln, ld, h)[0]
     mre = float(np.mean(np.abs(pred - y) / y) * 100.0)
     fun = best_fun / scale
-    if warm_res is not None and fun > warm_res.fun * (1 + 1e-12):
-        notes.append(f"did not improve on its {warm_from} warm start")
+    if warm_fun is not None and fun > warm_fun * (1 + 1e-12):
+        notes.append("ended above its starting point's objective")
     fitted = FittedLaw(
         law=law,
         domains=table.domains,
