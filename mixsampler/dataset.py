@@ -178,7 +178,8 @@ class MixtureDataset(IterableDataset):
         self._shared_counts = torch.zeros(max_workers, 3, k, dtype=torch.int64).share_memory_()
         self._views: tuple[Any, Any] | None = None
         self._run: _Run | None = None
-        self._pending: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None  # loaded, not yet iterated
+        self._starting: dict[str, Any] | None = None  # iterated, first sample not yet drawn
 
     def _parse_exhaustion(self, exhaustion: str | Mapping[str, str]) -> tuple[str, ...]:
         if isinstance(exhaustion, str):
@@ -206,7 +207,7 @@ class MixtureDataset(IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_views"] = None  # numpy views would be pickled as copies
-        state["_run"] = None
+        state["_run"] = state["_starting"] = None
         return state
 
     def _shared(self) -> tuple[Any, Any]:
@@ -270,6 +271,8 @@ class MixtureDataset(IterableDataset):
         """
         if self._run is not None:
             return self._run.state()
+        if self._starting is not None:
+            return dict(self._starting)  # iter() called, first sample not yet drawn
         if self._pending is not None:
             return dict(self._pending)
         return {
@@ -306,7 +309,7 @@ class MixtureDataset(IterableDataset):
                     f"cannot resume: the state has {key}={state.get(key)!r}, this dataset "
                     f"has {key}={mine!r}"
                 )
-        self._run = None
+        self._run = self._starting = None
         self._pending = None if state.get("fresh") else dict(state)
 
     # -- iteration -----------------------------------------------------------------------
@@ -333,8 +336,19 @@ class MixtureDataset(IterableDataset):
                 "raise max_workers"
             )
         pending, self._pending = self._pending, None
-        self._run = _Run(self, worker, num_workers, pending, in_main=in_main)
-        return self._run.generate()
+        self._run = None
+        self._starting = pending
+        return self._generate(worker, num_workers, pending, in_main)
+
+    def _generate(
+        self, worker: int, num_workers: int, pending: dict[str, Any] | None, in_main: bool
+    ) -> Iterator[dict[str, Any]]:
+        # Built at the first next(), not in iter(): StatefulDataLoader calls iter() while it
+        # starts a worker, and an error raised there leaves workers it takes seconds to reap;
+        # raised from next(), a bad resume reaches the caller through the normal path.
+        run = _Run(self, worker, num_workers, pending, in_main=in_main)
+        self._run, self._starting = run, None
+        yield from run.generate()
 
     def __repr__(self) -> str:
         w = ", ".join(f"{d}={x:.4g}" for d, x in self.weights.items())

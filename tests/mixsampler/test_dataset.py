@@ -278,7 +278,8 @@ def test_state_round_trip_continues_the_same_stream(shards, consumed, unit):
 
     ref, resumed, state = _resume_equal(make, consumed, 80)
     assert resumed == ref
-    assert isinstance(state["readers"], list) and isinstance(state["n"], int)
+    if consumed:
+        assert isinstance(state["readers"], list) and state["n"] == consumed
 
 
 def test_weight_history_is_part_of_the_state_and_the_resume_replays_it():
@@ -332,11 +333,11 @@ def test_resume_with_another_layout_is_refused():
     other_workers = MixtureDataset({"a": range(50), "b": range(50)}, {"a": 1, "b": 1}, world_size=2)
     other_workers.load_state_dict(state)
     with pytest.raises(ValueError, match="different layout"):
-        other_workers._iter_slot(0, 3)
+        next(other_workers._iter_slot(0, 3))
     other_world = MixtureDataset({"a": range(50), "b": range(50)}, {"a": 1, "b": 1}, world_size=4)
     other_world.load_state_dict(state)
     with pytest.raises(ValueError, match="world size 2"):
-        iter(other_world)
+        next(iter(other_world))
     other_seed = MixtureDataset({"a": range(50), "b": range(50)}, {"a": 1, "b": 1}, seed=1)
     with pytest.raises(ValueError, match="seed=0"):
         other_seed.load_state_dict(state)

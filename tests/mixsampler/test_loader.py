@@ -54,11 +54,12 @@ def test_stateful_dataloader_resume_gives_the_batches_of_an_uninterrupted_run(
     if num_workers:
         # Each batch comes from one worker: both domains in every one, no aliasing.
         assert all(Counter(d for d, _ in b) == {"web": 2, "code": 2} for b in ref)
-        # Restoring into another worker count must fail loudly, not duplicate samples.
+        # Restoring into another world size must fail loudly, not duplicate samples. (Another
+        # worker count is refused by StatefulDataLoader itself, with an AssertionError.)
         third = StatefulDataLoader(
-            _dataset(web, code, rank=rank, world_size=world_size),
+            _dataset(web, code, rank=rank, world_size=world_size + 1),
             batch_size=4,
-            num_workers=1,
+            num_workers=num_workers,
             collate_fn=collate,
         )
         third.load_state_dict(state)
