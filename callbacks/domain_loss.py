@@ -43,6 +43,8 @@ import io
 import logging
 import math
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,13 @@ class DomainLossLogger(Callback):
         self._train_slot = {d: i for i, d in enumerate(self._train_domains)}
         if f"{self.prefix}/mean" in {f"{self.prefix}/{d}" for d in self._val_domains}:
             raise ValueError("a domain named 'mean' collides with the mean's metric; set log_mean")
+        if trainer.world_size > 1:
+            # The values are reduced here already; Lightning's advice to sync them again does
+            # not apply to these keys.
+            warnings.filterwarnings(
+                "ignore",
+                message=rf"It is recommended to use `self\.log\('{re.escape(self.prefix)}/",
+            )
         if self.run is None:
             self.run = _default_run_name(trainer)
         self._trainer = trainer
@@ -482,8 +491,9 @@ class DomainLossLogger(Callback):
             if trainer is not None and trainer.world_size > 1:
                 # Lightning calls state_dict on every rank when saving (and barriers around it),
                 # so this collective is matched; rank zero's checkpoint then holds global counts.
+                # clone: the all-reduce works in place and must not touch this rank's counts
                 consumed = trainer.strategy.reduce(
-                    consumed.to(trainer.strategy.root_device), reduce_op="sum"
+                    consumed.to(trainer.strategy.root_device, copy=True), reduce_op="sum"
                 ).cpu()
             samples, tokens = self._with_restored(consumed.tolist())
         return {"run": self.run, "samples": samples, "tokens": tokens}

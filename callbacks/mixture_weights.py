@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,7 @@ class MixtureWeights(Callback):
         self._solved: dict[str, Any] = {}
         self._trainer: pl.Trainer | None = None
         self._set_before_start = False
+        self._folder: Path | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -156,6 +158,13 @@ class MixtureWeights(Callback):
         if stage != "fit":
             return
         self._trainer = trainer
+        # Trainer.log_dir broadcasts from rank zero: every rank has to ask, and only here.
+        self._folder = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.world_size > 1:
+            # Every rank logs the same weights; there is nothing to sync.
+            warnings.filterwarnings(
+                "ignore", message=r"It is recommended to use `self\.log\('mix/weight/"
+            )
         if self.law_file is not None and not self._restored:
             self._weights = self._solve(trainer, pl_module)
         if self.schedule and self.schedule[0][0] == 0 and self._applied == 0:
@@ -256,7 +265,7 @@ class MixtureWeights(Callback):
     def _write_json(self, trainer: pl.Trainer) -> None:
         if self.filename is None or not trainer.is_global_zero or self._weights is None:
             return
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
+        folder = self._folder or Path(trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
         content = {
             "weights": self._normalized(),
