@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -567,20 +568,32 @@ class _Run:
         k = len(names)
         tokens_unit = ds.unit == "tokens"
         length_fn = ds.length_fn
-        pick = schedule.pick_tokens if tokens_unit else schedule.pick_samples
-        book = schedule.book
         sched = self.sched
-        rank_order = self.rank_order
+        deficit = sched.deficit
+        rank = self.rank_order
         row = self.counts_row
         version = self.version
         weights_view = ds._shared()[0]
         readers = self.readers
         owns = [r.owns_samples for r in readers]
+        tie = schedule.TIE
+        weights: tuple[float, ...] = ()
+        live: list[tuple[int, float]] = []
         while True:
             if version[0] != self.seen:
                 self._poll(weights_view)
-            weights = self.effective
-            i = pick(sched, weights, rank_order)
+            if self.effective is not weights:  # new weights, or a domain left
+                weights = self.effective
+                live = [(j, w) for j, w in enumerate(weights) if w > 0]
+            if tokens_unit:
+                i = schedule.pick_tokens(sched, weights, rank)
+            else:
+                # schedule.pick_samples inlined: this runs for every sample.
+                i, best = -1, -math.inf
+                for j, w in live:
+                    d = deficit[j] + w
+                    if d > best + tie or (d > best - tie and rank[j] < rank[i]):
+                        i, best = j, d
             if i < 0:
                 log.info("no domain with positive weight is left on %s; stopping", self._where())
                 return
@@ -602,7 +615,15 @@ class _Run:
                 )
             else:
                 length = 0
-            book(sched, weights, i, length, tokens=tokens_unit)
+            if tokens_unit:
+                schedule.book(sched, weights, i, length, tokens=True)
+            else:
+                # schedule.book inlined (samples unit).
+                for j, w in live:
+                    deficit[j] += w
+                deficit[i] -= 1
+                sched.samples[i] += 1
+                sched.tokens[i] += length
             self.n += 1
             row[i] += 1  # _SAMPLES row
             if length:

@@ -27,7 +27,7 @@ import numpy as np
 
 # Deficits equal up to this much count as a tie (floating sums of thirds are never exactly
 # equal); ties then go by the slot's seeded priority, never by float noise.
-_TIE = 1e-9
+TIE = 1e-9
 
 
 def normalize_weights(
@@ -140,7 +140,7 @@ def _argmax(
         if w <= 0:
             continue
         d = deficit[i] + w * ahead
-        if d > best_d + _TIE or (d > best_d - _TIE and rank[i] < rank[best]):
+        if d > best_d + TIE or (d > best_d - TIE and rank[i] < rank[best]):
             best, best_d = i, d
     return best
 

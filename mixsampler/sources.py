@@ -411,13 +411,16 @@ class TarReader(_BlockReader):
             block: list[Any] = []
             raw = self.raw_at
             end = self.block_at
+            size = ctx.shuffle_buffer
+            split = self._split_samples
+            slots, slot = ctx.slots, ctx.slot
             for sample, end_of_sample in self._it:
                 end = end_of_sample
-                keep = not self._split_samples or raw % ctx.slots == ctx.slot
+                keep = not split or raw % slots == slot
                 raw += 1
                 if keep:
                     block.append(sample)
-                    if len(block) == ctx.shuffle_buffer:
+                    if len(block) == size:
                         break
             if block:
                 self._block = self._permute(block, self.shard, self.block_no)
@@ -495,26 +498,23 @@ class MapReader:
         self.pass_ = 0
         self.pos = 0
         self.last_emitted = 0
-        self._mine: np.ndarray | None = None
+        self._mine: list[int] | None = None
 
     @property
     def emitted(self) -> int:
         return self.pos
 
-    def _indices(self) -> np.ndarray:
-        if self._mine is None:
-            perm = self.ctx.rng(_PERM, self.pass_).permutation(len(self.source.data))
-            self._mine = perm[self.ctx.slot :: self.ctx.slots]
-        return self._mine
-
     def next(self) -> Any:
-        mine = self._indices()
+        mine = self._mine
+        if mine is None:
+            perm = self.ctx.rng(_PERM, self.pass_).permutation(len(self.source.data))
+            mine = self._mine = perm[self.ctx.slot :: self.ctx.slots].tolist()
         if self.pos >= len(mine):
             self.pass_ += 1
             self.last_emitted, self.pos = self.pos, 0
             self._mine = None
             return END
-        i = int(mine[self.pos])
+        i = mine[self.pos]
         self.pos += 1
         return self.source.data[i]
 

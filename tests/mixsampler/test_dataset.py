@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import webdataset as wds
 
-from mixsampler import MixtureDataset
+from mixsampler import MixtureDataset, schedule
 from mixsampler.sources import CorruptShardError
 
 
@@ -465,3 +465,16 @@ def test_rank_and_world_size_come_from_the_environment_when_not_given(monkeypatc
         assert (ds.rank, ds.world_size) == (rank, 3)
         streams.append([s["sample"] for s in take(iter(ds), 3)])
     assert sorted(sum(streams, [])) == list(range(9)), "ranks split the domain"
+
+
+@pytest.mark.parametrize(("weights", "slots"), [((0.6, 0.3, 0.1), 1), ((0.5, 0.5, 0.0), 3)])
+def test_the_dataset_follows_the_reference_schedule(weights, slots):
+    # The per-sample loop inlines schedule.pick_samples and schedule.book for speed; it must
+    # produce exactly the sequence of the reference functions.
+    names = ("a", "b", "c")
+    ds = MixtureDataset(
+        {d: range(300) for d in names}, dict(zip(names, weights, strict=True)), seed=5
+    )
+    for worker in range(slots):
+        got = [names.index(s["__domain__"]) for s in take(ds._iter_slot(worker, slots), 200)]
+        assert got == schedule.simulate(weights, 200, seed=5, slot=worker)
