@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RunTable", "load_runs", "parse_where"]
+__all__ = ["RunTable", "drop_repeated_checkpoints", "load_runs", "parse_where"]
 
 WEIGHT_PREFIX = "weight_"
 LOSS_SUFFIX = "_loss"
@@ -280,6 +280,30 @@ def load_runs(
     if where:
         table = table.select(parse_where(where)(table))
     return table
+
+
+def drop_repeated_checkpoints(table: RunTable) -> tuple[RunTable, int]:
+    """Drop rows that repeat the previous checkpoint of their run (same losses, later D).
+
+    The public SlimPajama table lists each run's last checkpoint twice (D = 19.998e9 and
+    20e9, identical losses); counting it twice would weigh the end of every run double.
+
+    Returns:
+        The table without the repeats, and how many rows were dropped.
+    """
+    if not table.losses:
+        return table, 0
+    losses = np.stack([table.losses[t] for t in table.targets], axis=1)
+    keep = np.ones(len(table), dtype=bool)
+    runs = table.run_ids.astype(str)
+    for run in np.unique(runs):
+        idx = np.flatnonzero(runs == run)
+        idx = idx[np.argsort(table.n_tokens[idx], kind="stable")]
+        for a, b in zip(idx[:-1], idx[1:], strict=True):
+            same = np.array_equal(losses[a], losses[b], equal_nan=True)
+            if same and table.model_size[a] == table.model_size[b]:
+                keep[b] = False
+    return table.select(keep), int((~keep).sum())
 
 
 # --- the --where filter -----------------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""Run tables: loading, validation errors that name file/row/column, the --where filter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from laws import load_runs, parse_where
+from laws.runtable import drop_repeated_checkpoints
+
+HEADER = "run,model_size,n_tokens,weight_a,weight_b,x_loss,y_loss\n"
+
+
+def _write(tmp_path: Path, body: str, header: str = HEADER) -> Path:
+    p = tmp_path / "runs.csv"
+    p.write_text(header + body)
+    return p
+
+
+def test_loads_arrays_and_keeps_extra_columns(tmp_path: Path) -> None:
+    p = _write(tmp_path, "r1,1e8,1e9,0.25,0.75,3.0,\nr1,1e8,2e9,0.25,0.75,2.9,4.1\n")
+    t = load_runs(p)
+    assert t.domains == ("a", "b") and t.targets == ("x", "y")
+    assert np.allclose(t.weights, [[0.25, 0.75]] * 2)
+    assert np.isnan(t.losses["y"][0]) and t.losses["y"][1] == 4.1
+    assert list(t.run_ids) == ["r1", "r1"] and t.rows[0]["run"] == "r1"
+    assert t.sources == [(str(p), 2), (str(p), 3)]
+
+
+def test_jsonl_and_several_files(tmp_path: Path) -> None:
+    p = tmp_path / "runs.jsonl"
+    rows = [
+        {"model_size": 1e8, "n_tokens": 1e9, "weight_a": 0.5, "weight_b": 0.5, "x_loss": 3.0},
+        {"model_size": 2e8, "n_tokens": 1e9, "weight_a": 1.0, "weight_b": 0.0, "x_loss": None},
+    ]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    csv_path = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3.1,2\n")
+    t = load_runs([p, csv_path])
+    assert len(t) == 3 and np.isnan(t.losses["x"][1]) and t.targets == ("x", "y")
+    # Without a run column, rows of one run share model size and weights.
+    assert t.run_ids[0] != t.run_ids[1]
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "match"),
+    [
+        ("1e8,1e9,0.5,0.5,3\n", "model_size,n_tokens,weight_a,weight_c,x_loss\n", None),
+        (
+            "r,1e8,1e9,0.5,0.5,3,3\n",
+            "run,n_tokens,weight_a,weight_b,x_loss,y_loss\n",
+            r"runs\.csv: missing column\(s\) model_size",
+        ),
+        (
+            "r,1e8,1e9,0.5,0.5,3,3\n",
+            "run,model_size,n_tokens,x_loss,y_loss\n",
+            r"missing column\(s\) weight_<domain>",
+        ),
+        (
+            "r,1e8,1e9,0.5,0.5,3,3\nr,1e8,1e9,-0.1,1.1,3,3\n",
+            HEADER,
+            r"runs\.csv, row 3, column weight_a: weights must be finite and >= 0, got '-0.1'",
+        ),
+        (
+            "r,1e8,1e9,0.5,0.4,3,3\n",
+            HEADER,
+            r"runs\.csv, row 2, columns weight_\*: weights sum to 0\.9, off by -0\.1",
+        ),
+        ("r,1e8,1e9,0.5,0.5000001,3,3\n", HEADER, None),
+        ("r,1e8,1e9,0.5,0.50001,3,3\n", HEADER, r"off by \+1e-05"),
+        (
+            "r,inf,1e9,0.5,0.5,3,3\n",
+            HEADER,
+            r"runs\.csv, row 2, column model_size: must be a finite positive number, got 'inf'",
+        ),
+        ("r,1e8,nan,0.5,0.5,3,3\n", HEADER, r"row 2, column n_tokens: empty value"),
+        ("r,1e8,abc,0.5,0.5,3,3\n", HEADER, r"row 2, column n_tokens: not a number: 'abc'"),
+        ("r,1e8,1e9,0.5,0.5,3,inf\n", HEADER, r"row 2, column y_loss: infinite loss"),
+    ],
+)
+def test_bad_input_names_file_row_and_column(
+    tmp_path: Path, body: str, header: str, match: str | None
+) -> None:
+    p = _write(tmp_path, body, header)
+    if match is None:
+        load_runs(p)  # accepted
+    else:
+        with pytest.raises(ValueError, match=match):
+            load_runs(p)
+
+
+def test_missing_file_and_mismatched_domains(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.csv does not exist"):
+        load_runs(tmp_path / "nope.csv")
+    a = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3,3\n")
+    b = tmp_path / "b.csv"
+    b.write_text("model_size,n_tokens,weight_a,weight_z\n1e8,1e9,0.5,0.5\n")
+    with pytest.raises(ValueError, match=r"b\.csv: weight columns \['a', 'z'\] differ"):
+        load_runs([a, b])
+
+
+def test_where_filter(tmp_path: Path) -> None:
+    body = "".join(
+        f"{'train' if i % 2 else 'test'}-{i},{n},{d},0.5,0.5,{3 + i / 10},\n"
+        for i, (n, d) in enumerate([(1e8, 1e9), (1e8, 2e9), (3e9, 1e9), (3e9, 4e9)])
+    )
+    p = _write(tmp_path, body)
+    assert len(load_runs(p, where="model_size < 2e9")) == 2
+    assert len(load_runs(p, where="model_size > 2e9 and n_tokens >= 2e9")) == 1
+    assert len(load_runs(p, where="not (model_size < 2e9) or x_loss < 3.05")) == 3
+    assert len(load_runs(p, where="1e9 <= n_tokens < 3e9")) == 3
+    assert len(load_runs(p, where="n_tokens / model_size > 5")) == 2
+    assert len(load_runs(p, where="startswith(run, 'train-')")) == 2
+    assert len(load_runs(p, where="isnan(y_loss) and weight_a == 0.5")) == 4
+
+
+@pytest.mark.parametrize(
+    ("expr", "match"),
+    [
+        ("__import__('os').system('true')", "only the functions"),
+        ("model_size.real > 1", "Attribute is not allowed"),
+        ("[1, 2]", "List is not allowed"),
+        ("model_size <", "not a valid expression"),
+        ("lambda: 1", "Lambda is not allowed"),
+        ("", "non-empty"),
+    ],
+)
+def test_where_rejects_anything_but_the_grammar(expr: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_where(expr)
+
+
+def test_where_unknown_column(tmp_path: Path) -> None:
+    p = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3,3\n")
+    with pytest.raises(ValueError, match="unknown column 'size'; columns are run, model_size"):
+        load_runs(p, where="size < 3")
+
+
+def test_drop_repeated_checkpoints(helpers: Any, tmp_path: Path) -> None:
+    rows = helpers.synth_rows({"a": helpers.true_law("chinchilla")}, n_mix=2, sizes=(1e8,))
+    last = dict(rows[3])
+    last["n_tokens"] = 8.001e9  # the same checkpoint listed again under a rounder D
+    rows.insert(4, last)
+    t = load_runs(helpers.write_csv(tmp_path / "d.csv", rows))
+    kept, n = drop_repeated_checkpoints(t)
+    assert n == 1 and len(kept) == len(rows) - 1 and 8.001e9 not in kept.n_tokens
