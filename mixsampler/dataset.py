@@ -553,6 +553,12 @@ class _Run:
                 f"the others renormalize: {left}" if left else "no domain is left",
             )
             return any(w > 0 for w in self.effective)
+        if reader.last_emitted == 0 and getattr(reader, "one_shot", False) and finished > 0:
+            raise ValueError(
+                f"domain {name!r} is a one-shot iterator (iter() returns itself), so it cannot "
+                "start a new pass; give a re-iterable (a list, a Dataset, an object whose "
+                "__iter__ starts over) or exhaustion='stop'"
+            )
         if reader.last_emitted == 0:
             raise ValueError(
                 f"domain {name!r} gave no samples in pass {finished} on {self._where()}: it is "

@@ -537,11 +537,14 @@ class IterReader(_BlockReader):
         self.raw_at = 0  # items of the iterable consumed before the current block
         self._next_raw = 0
         self._it: Iterator[Any] | None = None
+        self.one_shot = False  # iter() gave the object itself: it cannot start a new pass
 
     def _fill(self) -> bool:
         ctx = self.ctx
         if self._it is None:
-            self._it = islice(iter(self.source.data), self.raw_at, None)
+            it = iter(self.source.data)
+            self.one_shot = it is self.source.data
+            self._it = islice(it, self.raw_at, None)
         block: list[Any] = []
         raw = self.raw_at
         for item in self._it:

@@ -402,6 +402,16 @@ def test_bad_weights_and_domains_get_a_clear_message():
         ds.set_weights({"a": 1, "x": 1})
 
 
+def test_a_one_shot_iterator_cannot_repeat_and_says_so():
+    ds = MixtureDataset({"g": (x for x in range(3)), "a": range(50)}, {"g": 1, "a": 1})
+    with pytest.raises(ValueError, match="domain 'g' is a one-shot iterator"):
+        take(iter(ds), 20)
+    ok = MixtureDataset(
+        {"g": (x for x in range(3)), "a": range(50)}, {"g": 1, "a": 1}, exhaustion={"g": "stop"}
+    )
+    assert Counter(s["__domain__"] for s in take(iter(ok), 20)) == {"g": 3, "a": 17}
+
+
 def test_an_empty_domain_fails_instead_of_hanging(tmp_path):
     empty = str(tmp_path / "empty-000000.tar")
     wds.TarWriter(empty).close()
