@@ -202,7 +202,10 @@ class DomainLossLogger(Callback):
             # A train loader passed to fit() directly is known only now.
             self._train_domains = self._find_train_domains(trainer)
             self._train_slot = {d: i for i, d in enumerate(self._train_domains)}
-        self._consumed = torch.zeros(2, len(self._train_domains), dtype=torch.float64)
+        # On the module's device: batches arrive there, and counting must not sync the GPU.
+        self._consumed = torch.zeros(
+            2, len(self._train_domains), dtype=torch.float64, device=pl_module.device
+        )
 
     # ---------------------------------------------------------------- training: count D
 
@@ -236,12 +239,13 @@ class DomainLossLogger(Callback):
                 f"training batch has domain {err.args[0]!r}, not one of the training domains"
                 f" {self._train_domains}"
             ) from None
-        index = torch.tensor(idx, dtype=torch.long)
-        ones = torch.ones(len(idx), dtype=torch.float64)
+        dev = self._consumed.device
+        index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
+        ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
         self._consumed[0].index_add_(0, index, ones)
         ntok = batch.get("__ntok__")
         if ntok is not None:
-            ntok = torch.as_tensor(ntok).detach().to("cpu", torch.float64).reshape(-1)
+            ntok = torch.as_tensor(ntok).detach().to(dev, torch.float64).reshape(-1)
             if ntok.numel() != len(idx):
                 raise ValueError(
                     f"batch['__ntok__'] has {ntok.numel()} entries for {len(idx)} samples"

@@ -66,6 +66,8 @@ class MixtureWeights(Callback):
         schedule: ``[{"step": s, "weights": {...}}, ...]`` (or ``(s, weights)`` pairs), steps
             increasing; each entry applies from optimizer step ``s`` on.
         filename: name of the JSON written in the trainer's log folder (None: none).
+        optimize_kwargs: further arguments of ``laws.optimize`` (``max_weight``,
+            ``available``, ``max_repeat``, ``seed``, ``n_starts``, ``max_iter``, ...).
 
     Example:
         >>> cb = MixtureWeights(weights_file="WEIGHTS.json")  # doctest: +SKIP
@@ -85,6 +87,7 @@ class MixtureWeights(Callback):
         min_weight: float | Mapping[str, float] = 0.0,
         schedule: Sequence[Mapping[str, Any] | tuple[int, Mapping[str, float]]] | None = None,
         filename: str | None = "mixture_weights.json",
+        optimize_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         given = [
             n
@@ -110,6 +113,16 @@ class MixtureWeights(Callback):
         self.model_size = check_model_size(model_size)
         self.min_weight = min_weight
         self.filename = filename
+        if optimize_kwargs is not None and not isinstance(optimize_kwargs, Mapping):
+            raise ValueError(f"optimize_kwargs must be a mapping, got {optimize_kwargs!r}")
+        reserved = {"model_size", "n_tokens", "objective", "min_weight"} & set(
+            optimize_kwargs or {}
+        )
+        if reserved:
+            raise ValueError(
+                f"optimize_kwargs cannot set {sorted(reserved)}: they are MixtureWeights arguments"
+            )
+        self.optimize_kwargs = dict(optimize_kwargs or {})
         if objective is not None and law_file is None:
             raise ValueError(f"objective is only used with law_file, got objective={objective!r}")
         if law_file is not None:
@@ -187,6 +200,7 @@ class MixtureWeights(Callback):
                 n_tokens=float(self.planned_tokens),
                 objective=self.objective,
                 min_weight=self.min_weight,
+                **self.optimize_kwargs,
             )
             if not result.success:
                 rank_zero_warn(f"MixtureWeights: the optimum did not converge: {result.message}")

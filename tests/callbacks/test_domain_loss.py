@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from tiny_lm import HERE_DIR, TinyLM, samples
 from torch.utils.data import DataLoader
 
@@ -64,12 +65,17 @@ def test_losses_equal_direct_computation_and_rows_load(tmp_path: Path) -> None:
     model = TinyLM()
     path = tmp_path / "runs.csv"
     cb = DomainLossLogger(path, run="r1", domains=["a", "b", "c"], weights={"a": 2, "b": 1})
-    trainer = pl.Trainer(max_steps=6, val_check_interval=3, callbacks=[cb], **TRAINER_KW)
+    # The per-domain metrics are monitorable by Lightning's own callbacks.
+    ck = ModelCheckpoint(dirpath=tmp_path / "ck", monitor="val/loss/c", save_top_k=1)
+    stop = EarlyStopping(monitor="val/loss/mean", patience=10)
+    kw = {**TRAINER_KW, "enable_checkpointing": True}
+    trainer = pl.Trainer(max_steps=6, val_check_interval=3, callbacks=[cb, ck, stop], **kw)
     trainer.fit(model, DataLoader(train, batch_size=4), DataLoader(val, batch_size=5))
 
     direct = _direct(model, val)
     rows = _rows(path)
     assert [r["step"] for r in rows] == ["3", "6"]
+    assert float(ck.best_model_score) == pytest.approx(min(float(r["c_loss"]) for r in rows))
     last = rows[-1]
     for d in "abc":
         assert float(last[f"{d}_loss"]) == pytest.approx(direct[d], rel=1e-9)

@@ -84,7 +84,10 @@ def test_law_file_is_solved_at_this_runs_n_and_d(shards: dict[str, str], tmp_pat
     law_path = tmp_path / "LAW.json"
     laws.save_laws(law_path, {"a": law})
     model = TinyLM()
-    cb = MixtureWeights(law_file=law_path, planned_tokens=1e6, min_weight=0.05)
+    fast = {"n_starts": 2, "max_iter": 300}  # laws.optimize's defaults take seconds
+    cb = MixtureWeights(
+        law_file=law_path, planned_tokens=1e6, min_weight=0.05, optimize_kwargs=fast
+    )
     trainer = pl.Trainer(
         max_steps=1, default_root_dir=tmp_path, enable_checkpointing=False, callbacks=[cb], **KW
     )
@@ -92,7 +95,7 @@ def test_law_file_is_solved_at_this_runs_n_and_d(shards: dict[str, str], tmp_pat
     trainer.fit(model, datamodule=dm)
 
     expected = laws.optimize(
-        {"a": law}, model_size=count_parameters(model), n_tokens=1e6, min_weight=0.05
+        {"a": law}, model_size=count_parameters(model), n_tokens=1e6, min_weight=0.05, **fast
     ).weights
     assert 0.1 < expected["b"] < 0.9
     assert dm.weights == pytest.approx(expected, abs=1e-9)
