@@ -1,9 +1,14 @@
 """Design a proxy sweep: which mixtures, model sizes and token budgets to train.
 
-A mixture law is fitted on rows (N, D, h, loss) from small proxy runs. Its mixture terms are
-identified only across *distinct* mixtures, so the number of mixtures is sized to the law's
-parameter count (plus a margin), and every mixture is trained at every model size and token
-budget so that the N and D terms are identified too.
+A mixture law is fitted on rows (N, D, h, loss) from small proxy runs. Every mixture is trained
+at every model size and token budget, and each run is validated several times, so the rows of
+one mixture pin down that mixture's loss terms (the mixture term and, for the joint law, A_h and
+B_h); what needs *distinct* mixtures is the map from h to those terms. Its largest part, E plus
+C_i and gamma_i of ``1 / sum_i C_i h_i^gamma_i``, has 2k + 1 parameters (k + 2 for the simple
+law; every parameter for the fixed-scale baselines), so the default mixture count is that plus
+a margin. For k = 7 this gives 20 mixtures, the paper's "about 20 for 6 to 8 domains"; for
+k = 3, 12 (paper: about 10). Rows are not the scarce part: with a constant learning rate each
+run yields a row at every validation, so even one run per mixture gives several rows each.
 
 Three designs of mixtures on the simplex, each with a minimum weight per domain:
 
@@ -17,9 +22,9 @@ Three designs of mixtures on the simplex, each with a minimum weight per domain:
   evenly than i.i.d. draws for the same count.
 
 Example:
-    >>> plan = make_plan(["web", "code", "books"], token_budgets=[1e8], law="additive")
-    >>> plan.n_mixtures, len(plan.runs)
-    (16, 16)
+    >>> plan = make_plan(["web", "code", "books"], token_budgets=[1e8], law="joint")
+    >>> plan.n_mixtures, plan.mixture_params, plan.n_params, len(plan.runs)
+    (12, 7, 17, 12)
     >>> plan.write("sweep/", base_config="base.yaml", tokens_per_step=8192)  # doctest: +SKIP
 """
 
@@ -37,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DESIGNS", "Plan", "make_plan", "law_n_params"]
+__all__ = ["DESIGNS", "Plan", "make_plan", "law_n_params", "law_mixture_params"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,25 @@ def law_n_params(law: str, k: int) -> int:
     return Form(law, tuple(f"d{i}" for i in range(k))).n_params
 
 
+def law_mixture_params(law: str, k: int) -> int:
+    """Parameters of ``law`` that only distinct mixtures identify (see the module docstring).
+
+    The mixture term's E, C_i and gamma(s); a law with no N or D term (a fixed-scale baseline)
+    is identified by mixtures alone, so all of its parameters count.
+
+    Example:
+        >>> law_mixture_params("joint", 7), law_mixture_params("simple", 7)
+        (15, 9)
+    """
+    from laws.forms import Form, uses_scale
+
+    form = Form(law, tuple(f"d{i}" for i in range(k)))
+    if not all(uses_scale(law)):
+        return form.n_params
+    mix = {"E", "C", "gamma"}
+    return sum(k if b.per_domain else 1 for b in form.blocks if b.name in mix)
+
+
 @dataclass
 class Plan:
     """A proxy sweep: mixtures times model sizes times token budgets.
@@ -68,6 +92,8 @@ class Plan:
         design: how the mixtures were drawn (one of :data:`DESIGNS`).
         law: the law the sweep is sized for (None when ``n_mixtures`` was given).
         n_params: that law's parameter count (None without a law).
+        mixture_params: its parameters that only distinct mixtures identify (None without a
+            law).
         seed: the seed of the mixture design; also written as each run's ``seed_everything``.
         runs: one dict per run: ``run``, ``mixture``, ``model``, ``n_tokens``,
             ``weight_<domain>``.
@@ -81,6 +107,7 @@ class Plan:
     law: str | None
     n_params: int | None
     seed: int
+    mixture_params: int | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -199,8 +226,8 @@ def make_plan(
         model_sizes: model names, or name -> config overrides (dotted keys such as
             ``model.init_args.n_layer``) applied to each run's YAML.
         design: ``grid``, ``dirichlet`` or ``sobol`` (see the module docstring).
-        law: the law to be fitted; the default mixture count is its parameter count plus
-            ``margin``. Ignored when ``n_mixtures`` is given.
+        law: the law to be fitted; the default mixture count is the number of its parameters
+            that only distinct mixtures identify, plus ``margin``.
         n_mixtures: number of distinct mixtures (overrides the law-based count).
         margin: mixtures beyond the parameter count, so the fit is overdetermined in h and a few
             mixtures' rows can be held out.
@@ -238,24 +265,23 @@ def make_plan(
     sizes = _model_sizes(model_sizes)
     if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
         raise ValueError(f"margin must be a non-negative integer, got {margin!r}")
-    n_params = None
+    n_params = mix_params = None
+    if law is not None:
+        n_params, mix_params = law_n_params(law, k), law_mixture_params(law, k)
     if n_mixtures is None:
         if law is None:
             raise ValueError("give n_mixtures or a law to size the sweep from, got neither")
-        n_params = law_n_params(law, k)
-        n_mixtures = n_params + margin
+        n_mixtures = mix_params + margin
     elif isinstance(n_mixtures, bool) or not isinstance(n_mixtures, int) or n_mixtures < 1:
         raise ValueError(f"n_mixtures must be a positive integer, got {n_mixtures!r}")
-    else:
-        n_params = law_n_params(law, k) if law is not None else None
-        if n_params is not None and n_mixtures < n_params:
-            log.warning(
-                "n_mixtures=%d is below the %d parameters of the %s law: its mixture terms will"
-                " not be identified",
-                n_mixtures,
-                n_params,
-                law,
-            )
+    elif mix_params is not None and n_mixtures < mix_params:
+        log.warning(
+            "n_mixtures=%d is below the %d parameters of the %s law that only distinct"
+            " mixtures identify: its mixture term will not be identified",
+            n_mixtures,
+            mix_params,
+            law,
+        )
     if design == "grid":
         x = _grid_design(k, n_mixtures, min_weight, grid_steps, seed)
     elif design == "dirichlet":
@@ -284,6 +310,7 @@ def make_plan(
         design=design,
         law=law,
         n_params=n_params,
+        mixture_params=mix_params,
         seed=seed,
         runs=runs,
     )

@@ -54,7 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--design", default="grid", choices=["grid", "dirichlet", "sobol"])
     p.add_argument("--law", default="joint", help="law the sweep is sized for (default joint)")
     p.add_argument("--n-mixtures", type=int, help="number of mixtures (overrides --law sizing)")
-    p.add_argument("--margin", type=int, default=5, help="mixtures beyond the law's parameters")
+    p.add_argument(
+        "--margin",
+        type=int,
+        default=5,
+        help="mixtures beyond the law's mixture parameters (default 5)",
+    )
     p.add_argument("--min-weight", type=float, default=0.02, help="minimum weight per domain")
     p.add_argument("--grid-steps", type=int, help="grid resolution S (grid design)")
     p.add_argument("--alpha", type=float, default=1.0, help="Dirichlet concentration")
@@ -124,7 +129,12 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     path = plan.write(args.out, base_config=args.config, tokens_per_step=args.tokens_per_step)
-    sized = f" ({plan.law}: {plan.n_params} parameters)" if plan.n_params else ""
+    sized = (
+        f" ({plan.law} law: {plan.mixture_params} of its {plan.n_params} parameters need"
+        " distinct mixtures)"
+        if plan.n_params
+        else ""
+    )
     print(
         f"{len(plan.runs)} runs = {plan.n_mixtures} mixtures{sized} x {len(plan.model_sizes)}"
         f" model sizes x {len(plan.token_budgets)} token budgets -> {path}"

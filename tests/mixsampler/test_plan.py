@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixsampler import cli, make_plan
-from mixsampler.plan import law_n_params
+from mixsampler.plan import law_mixture_params, law_n_params
 
 
 def test_default_grid_is_the_papers_grid() -> None:
@@ -20,7 +20,9 @@ def test_default_grid_is_the_papers_grid() -> None:
     domains = ["arxiv", "book", "c4", "github", "cc", "se", "wiki"]
     plan = make_plan(domains, token_budgets=[1e9], law="joint")
     assert plan.n_params == 5 + 4 * 7
-    assert plan.n_mixtures == plan.n_params + 5
+    # E, C_i, gamma_i need distinct mixtures: 15 + 5 = 20, the paper's "about 20 for k = 6-8".
+    assert plan.mixture_params == 2 * 7 + 1
+    assert plan.n_mixtures == 20
     c = (plan.weights - 0.02) / (0.86 / 13)
     np.testing.assert_allclose(c, np.round(c), atol=1e-9)
     np.testing.assert_allclose(np.round(c).sum(axis=1), 13)
@@ -67,8 +69,8 @@ def test_runs_are_mixtures_times_sizes_times_budgets() -> None:
     plan = make_plan(
         ["a", "b", "c"], token_budgets=[1e7, 2e7], model_sizes=["S", "M"], law="additive", margin=2
     )
-    assert plan.n_mixtures == law_n_params("additive", 3) + 2 == 13
-    assert len(plan.runs) == 13 * 2 * 2
+    assert plan.n_mixtures == law_mixture_params("additive", 3) + 2 == 9
+    assert len(plan.runs) == 9 * 2 * 2
     assert len({r["run"] for r in plan.runs}) == len(plan.runs)
     # every model size and budget sees the same mixtures, so N and D effects are not confounded
     by_cell: dict = {}
@@ -77,6 +79,13 @@ def test_runs_are_mixtures_times_sizes_times_budgets() -> None:
             tuple(r[f"weight_{d}"] for d in "abc")
         )
     assert len(set(map(tuple, by_cell.values()))) == 1
+
+
+def test_fixed_scale_baselines_count_every_parameter() -> None:
+    # A law without N and D terms is identified by mixtures alone.
+    assert law_mixture_params("ye_m1", 4) == law_n_params("ye_m1", 4)
+    plan = make_plan(list("abcd"), token_budgets=[1e6], law="ye_m1", margin=1)
+    assert plan.n_mixtures == law_n_params("ye_m1", 4) + 1
 
 
 def test_sobol_fills_the_simplex_more_evenly_than_dirichlet() -> None:
