@@ -76,6 +76,10 @@ def test_planned_configs_run_under_lightningcli(tmp_path: Path) -> None:
     assert list(table.n_tokens) == [64, 128, 64, 128]  # 2 samples x 16 tokens per step
     for i, row in enumerate(plan):
         assert table.weights[2 * i, 0] == pytest.approx(float(row["weight_a"]))
+    # ... and fitted as they are (a short search: only acceptance is checked here).
+    quick = laws.FitSettings(n_random=20, n_starts=1, niter=0, maxiter=20)
+    result = laws.fit(table, "chinchilla", "c", settings=quick)
+    assert result.n_rows == 4 and result.n_missing == 0
 
     # The main run: the optimized weights from a WEIGHTS.json through trainer.callbacks.
     weights_file.write_text(json.dumps({"weights": {"a": 0.0, "b": 1.0}}))
