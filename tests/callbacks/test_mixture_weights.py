@@ -10,12 +10,13 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from tiny_lm import TinyLM, write_tar_shards
+from tiny_lm import TinyLM, collate_bytes, write_tar_shards
+from torch.utils.data import DataLoader
 
 import laws
 from callbacks import DomainLossLogger, MixtureWeights
 from callbacks._common import count_parameters
-from mixsampler import MixtureDataModule
+from mixsampler import MixtureDataModule, MixtureDataset
 
 KW = dict(
     accelerator="cpu",
@@ -65,6 +66,21 @@ def test_weights_file_reaches_the_first_batch(
     saved = json.loads((tmp_path / "mixture_weights.json").read_text())
     assert saved["weights"] == {"a": 0.0, "b": 1.0}
     assert saved["source"] == f"weights_file {path}"
+
+
+def test_weights_reach_a_plain_dataloader_over_a_mixture_dataset(shards: dict[str, str]) -> None:
+    # No datamodule: the callback finds the sampler behind the loader passed to fit().
+    ds = MixtureDataset(shards, {"a": 1.0, "b": 0.0})
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_bytes)
+    model = TinyLM()
+    trainer = pl.Trainer(
+        max_steps=1,
+        enable_checkpointing=False,
+        callbacks=[MixtureWeights({"a": 0.0, "b": 1.0}, filename=None)],
+        **KW,
+    )
+    trainer.fit(model, loader)
+    assert model.train_domains[0] == ["b"] * 4
 
 
 def test_law_file_is_solved_at_this_runs_n_and_d(shards: dict[str, str], tmp_path: Path) -> None:
