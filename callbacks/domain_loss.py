@@ -161,8 +161,12 @@ class DomainLossLogger(Callback):
         self._val_slot = {d: i for i, d in enumerate(self._val_domains)}
         self._train_domains = self._find_train_domains(trainer)
         self._train_slot = {d: i for i, d in enumerate(self._train_domains)}
-        if f"{self.prefix}/mean" in {f"{self.prefix}/{d}" for d in self._val_domains}:
-            raise ValueError("a domain named 'mean' collides with the mean's metric; set log_mean")
+        if self.log_mean and "mean" in self._val_domains:
+            raise ValueError(
+                f"a validation domain named 'mean' collides with the mean's metric"
+                f" {self.prefix}/mean; rename the domain or set log_mean=False, got domains"
+                f" {self._val_domains}"
+            )
         if trainer.world_size > 1:
             # The values are reduced here already; Lightning's advice to sync them again does
             # not apply to these keys.
@@ -179,8 +183,10 @@ class DomainLossLogger(Callback):
             if self._n == 0:
                 # configure_model() builds the layers after setup; count again at fit start.
                 self._n = None
-        if self.path is not None and self._val_domains and trainer.is_global_zero:
-            self._ensure_header(self._row_columns())
+        known = self._val_domains and self._train_domains
+        if self.path is not None and known and trainer.is_global_zero:
+            # Fail before training, not at the first validation, on a file of another sweep.
+            self._ensure_header(self.path, self._row_columns())
 
     def _find_train_domains(self, trainer: pl.Trainer) -> list[str]:
         if self.weights is not None:
@@ -370,7 +376,7 @@ class DomainLossLogger(Callback):
             consumed = self._sampler_counts(trainer)
         samples, tokens = self._with_restored(consumed)
         if trainer.is_global_zero:
-            self._write_row(trainer, losses, samples, tokens)
+            self._write_row(self.path, trainer, losses, samples, tokens)
 
     def _sampler_counts(self, trainer: pl.Trainer) -> list[list[float]]:
         ds = find_mixture_dataset(trainer)
@@ -406,35 +412,37 @@ class DomainLossLogger(Callback):
             + [f"realized_{d}" for d in self._train_domains]
         )
 
-    def _ensure_header(self, columns: list[str]) -> None:
-        assert self.path is not None
+    def _ensure_header(self, path: Path, columns: list[str]) -> list[str]:
+        """Write the header to a new file, or check an existing one; the file's column order."""
         if self._columns is not None and set(self._columns) == set(columns):
-            return
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, newline="") as f:
+            return self._columns
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, newline="") as f:
                 header = next(csv.reader(f), [])
             if set(header) != set(columns):
                 missing = [c for c in columns if c not in header]
                 extra = [c for c in header if c not in columns]
                 raise ValueError(
-                    f"path {str(self.path)!r} has columns {header}, this run writes {columns}"
+                    f"path {str(path)!r} has columns {header}, this run writes {columns}"
                     f" (missing there: {missing}, not written by this run: {extra}); append to a"
                     " file with the same domains or choose another path"
                 )
             self._columns = header  # keep the file's order
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._append(_csv_line(columns))
+            return header
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _append(path, _csv_line(columns))
         self._columns = columns
+        return columns
 
     def _write_row(
         self,
+        path: Path,
         trainer: pl.Trainer,
         losses: dict[str, float],
         samples: dict[str, float],
         tokens: dict[str, float],
     ) -> None:
-        self._ensure_header(self._row_columns())
+        columns = self._ensure_header(path, self._row_columns())
         weights = self._current_weights(trainer)
         if self._train_domains and weights is None:
             raise ValueError(
@@ -459,8 +467,7 @@ class DomainLossLogger(Callback):
             row[f"realized_{d}"] = realized_base[d] / denom if denom > 0 else ""
         for d, value in losses.items():
             row[f"{d}_loss"] = "" if math.isnan(value) else value
-        assert self._columns is not None
-        self._append(_csv_line([row.get(c, "") for c in self._columns]))
+        _append(path, _csv_line([row.get(c, "") for c in columns]))
 
     def _current_weights(self, trainer: pl.Trainer) -> dict[str, float] | None:
         if self.weights is not None:
@@ -474,14 +481,6 @@ class DomainLossLogger(Callback):
             return None
         total = float(sum(raw.values()))
         return {d: float(raw.get(d, 0.0)) / total for d in self._train_domains}
-
-    def _append(self, line: str) -> None:
-        assert self.path is not None
-        # One write of a whole line, then fsync: a SIGKILL can only lose the row being written.
-        with open(self.path, "a", newline="") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
 
     # ---------------------------------------------------------------- state
 
@@ -530,6 +529,14 @@ def _default_run_name(trainer: pl.Trainer) -> str:
         version = f"version_{version}" if isinstance(version, int) else str(version)
         return f"{logger.name}/{version}" if logger.name else version
     return Path(trainer.default_root_dir).resolve().name or "run"
+
+
+def _append(path: Path, line: str) -> None:
+    # One write of a whole line, then fsync: a SIGKILL can only lose the row being written.
+    with open(path, "a", newline="") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _csv_line(values: list[Any]) -> str:

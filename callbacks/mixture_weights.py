@@ -253,9 +253,9 @@ class MixtureWeights(Callback):
     # ------------------------------------------------------------------ applying
 
     def _normalized(self) -> dict[str, float]:
-        assert self._weights is not None
-        total = sum(self._weights.values())
-        return {d: w / total for d, w in self._weights.items()}
+        weights = self._weights or {}
+        total = sum(weights.values())
+        return {d: w / total for d, w in weights.items()}
 
     def _apply(self, trainer: pl.Trainer, *, warn_late: bool) -> bool:
         """Set the weights on the datamodule / sampler; False when there is none yet."""
