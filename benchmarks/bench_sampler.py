@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=512, help="bytes per sample")
     parser.add_argument("--read", type=int, default=40000, help="samples read per measurement")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats")
     parser.add_argument("--layer-samples", type=int, default=100_000, help="per domain")
     parser.add_argument("--mix-samples", type=int, default=1_000_000)
     parser.add_argument("--resume-batches", type=int, default=150)

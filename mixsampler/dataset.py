@@ -14,6 +14,23 @@ into a checkpoint. ``counts()`` is different: workers update the shared counters
 produce a sample, so during training it runs ahead of what the model consumed by at most
 ``prefetch_factor * num_workers`` batches; the counts inside the saved state are exact.
 
+Design decisions, and why:
+
+- One schedule per slot over the full weight vector, not one global sequence cut into strides:
+  striding aliases (weights 1/2, 1/2 over two workers hand each worker one domain), while
+  per-slot schedules keep every worker's batches at the target composition and the global
+  stream within a constant of exact (a sum of exact streams). Tie-breaking is a seeded
+  permutation rotated by the slot, so slots do not all open with the same domain.
+- A resume must land on the same layout (world size, workers per rank): a slot's state
+  describes its own share of every pass, and re-splitting a half-read pass over a new layout
+  would repeat or skip samples. A different layout raises; it never duplicates silently.
+- Weights are a seqlock in shared memory (version odd while written), polled at every sample
+  for the cost of one memory read; each slot records in its state where it adopted new
+  weights. On resume a slot continues with the weights in its state, unless ``set_weights``
+  was called on the new dataset before the first sample, which then wins.
+- Corrupt tar members are warned about with ``warnings.warn`` on the rank that reads them
+  rather than ``rank_zero_warn``: a shard belongs to one rank only.
+
 Example:
     >>> import itertools
     >>> ds = MixtureDataset(
@@ -36,7 +53,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mixsampler import schedule
-from mixsampler.sources import END, CorruptShardError, ReaderContext, Source, source_spec
+from mixsampler.sources import END, ReaderContext, Source, source_spec
+from mixsampler.tario import CorruptShardError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import pytest
 import webdataset as wds
 
 from mixsampler import MixtureDataset, schedule
-from mixsampler.sources import CorruptShardError
+from mixsampler.dataset import CorruptShardError
 
 
 def take(it, n):
