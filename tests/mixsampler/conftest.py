@@ -12,7 +12,7 @@ import webdataset as wds
 torch.set_num_threads(1)
 
 
-def write_domain(
+def _write_domain(
     folder: os.PathLike | str,
     name: str,
     shards: int,
@@ -44,6 +44,12 @@ def shards(tmp_path):
     """Factory: ``shards(name, n_shards, per_shard)`` -> list of shard paths in tmp_path."""
 
     def make(name: str, n: int, per_shard: int, **kwargs) -> list[str]:
-        return write_domain(tmp_path, name, n, per_shard, **kwargs)
+        return _write_domain(tmp_path, name, n, per_shard, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def write_domain():
+    """The shard writer itself, for tests that pick their own folder (hypothesis examples)."""
+    return _write_domain
