@@ -339,6 +339,23 @@ class MixtureDataModule(pl.LightningDataModule):
             raise ValueError(f"val_batch_size must be an int >= 1 or None, got {val_batch_size!r}")
         if unit not in ("samples", "tokens"):
             raise ValueError(f"unit can be samples, tokens, got {unit!r}")
+        if (
+            isinstance(shuffle_buffer, bool)
+            or not isinstance(shuffle_buffer, int)
+            or (shuffle_buffer < 1)
+        ):
+            raise ValueError(f"shuffle_buffer must be an int >= 1, got {shuffle_buffer!r}")
+        if on_corrupt not in ("warn", "raise"):
+            raise ValueError(f"on_corrupt can be warn, raise, got {on_corrupt!r}")
+        policies = exhaustion.values() if isinstance(exhaustion, Mapping) else [exhaustion]
+        for policy in policies:
+            if policy not in ("repeat", "stop", "error"):
+                raise ValueError(f"exhaustion can be repeat, stop, error, got {policy!r}")
+        # Missing shards, empty datasets: named now, not after the trainer has started.
+        from mixsampler.sources import source_spec
+
+        for name, data in {**dict(train), **dict(val or {})}.items():
+            source_spec(name, data)
         if prefetch_factor is not None and num_workers == 0:
             raise ValueError(
                 f"prefetch_factor={prefetch_factor!r} needs num_workers > 0, got num_workers=0"

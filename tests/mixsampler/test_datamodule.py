@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from mixsampler import MixtureDataModule
+from mixsampler import MixtureDataModule, MixtureDataset
 from mixsampler.datamodule import MixtureCollate, MixtureLoader, ValidationStream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "callbacks"))
@@ -123,6 +124,36 @@ def test_val_dataloader_is_a_dict_keyed_by_domain(shards: dict[str, str]) -> Non
     assert dm.weights == {"a": 0.5, "b": 0.5}
 
 
+def test_each_rank_restores_its_own_loader_state(shards: dict[str, str]) -> None:
+    # What Lightning does with two ranks: rank zero's checkpoint holds every rank's state
+    # (gathered in state_dict), and each rank's loader picks its own on load.
+    def loader(rank: int) -> MixtureLoader:
+        ds = MixtureDataset(shards, {"a": 0.5, "b": 0.5}, rank=rank, world_size=2)
+        return MixtureLoader(
+            ds,
+            batch_size=2,
+            rank=rank,
+            world_size=2,
+            lookahead=0,
+            collate_fn=MixtureCollate(None, None),
+        )
+
+    full = [[b["__key__"] for b in itertools.islice(loader(r), 6)] for r in (0, 1)]
+    states = []
+    for r in (0, 1):
+        first = loader(r)
+        it = iter(first)
+        [next(it) for _ in range(3)]
+        states.append(first.state_dict())
+    for r in (0, 1):
+        resumed = loader(r)
+        resumed.load_state_dict({"mixsampler_ranks": states})
+        rest = [b["__key__"] for b in itertools.islice(resumed, 3)]
+        assert rest == full[r][3:]
+    with pytest.raises(ValueError, match="saved by 2 ranks, this run has world_size=3"):
+        MixtureLoader([], world_size=3).load_state_dict({"mixsampler_ranks": states})
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -132,8 +163,10 @@ def test_val_dataloader_is_a_dict_keyed_by_domain(shards: dict[str, str]) -> Non
         ({"weights": {"a": 1.0, "zzz": 1.0}}, r"unknown domains \['zzz'\]"),
         ({"weights": {"a": -1.0, "b": 1.0}}, r"weights\['a'\] must be a finite number >= 0"),
         ({"prefetch_factor": 2}, "prefetch_factor=2 needs num_workers > 0"),
+        ({"exhaustion": "loop"}, "exhaustion can be repeat, stop, error, got 'loop'"),
+        ({"val": {"c": "/nonexistent/c-000000.tar"}}, "domain 'c': shard /nonexistent"),
     ],
 )
 def test_constructor_validates(shards: dict[str, str], kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
         MixtureDataModule(shards, **kwargs)
