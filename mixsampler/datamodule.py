@@ -36,6 +36,7 @@ import collections
 import copy
 import importlib
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
@@ -212,13 +213,19 @@ class ValidationStream(IterableDataset):
 
     def __init__(self, domain: str, source: Any, *, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
-        from mixsampler.sources import _looks_like_shards, check_shards, expand_shards
+        from mixsampler.sources import check_shards, expand_shards
 
         self.domain = domain
         self.rank = rank
         self.world_size = world_size
         self.urls: list[str] | None = None
-        if _looks_like_shards(source):
+        # The same rule as MixtureDataset: a path, pattern or list of paths names shards.
+        paths = (str, os.PathLike)
+        if isinstance(source, paths) or (
+            isinstance(source, (list, tuple))
+            and source
+            and all(isinstance(x, paths) for x in source)
+        ):
             self.urls = expand_shards(source, domain)
             check_shards(self.urls, domain)
         self.source = source
