@@ -126,7 +126,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     targets: list[str] = []
     for t in args.target:
         if t == "all":
-            targets += list(table.targets)
+            # BiMix needs the target's own weight: only training domains qualify.
+            targets += [
+                x for x in table.targets if args.law != "bimix" or x in table.domains
+            ]
         else:
             targets.append(t[:-5] if t.endswith("_loss") else t)
     targets = list(dict.fromkeys(targets))

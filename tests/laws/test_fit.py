@@ -11,7 +11,7 @@ import pytest
 from laws import LAWS, FitSettings, fit, optimize
 
 # A short search: the synthetic problems are small and well posed.
-FAST = FitSettings(n_random=200, n_starts=2, niter=0, maxiter=300)
+FAST = FitSettings(n_random=200, n_starts=2, niter=0, maxiter=600)
 
 
 def _grid(helpers: Any, n: int = 200, seed: int = 1) -> tuple[np.ndarray, ...]:
@@ -28,7 +28,8 @@ def test_each_law_recovers_its_predictions_and_optimum(
 ) -> None:
     true = helpers.true_law(law)
     table = synth_table({"a": true}, seed=3)
-    res = fit(table, law, "a", seed=0, settings=FAST)
+    # Ye's laws have local minima at E -> 0 that a two-start search can end in.
+    res = fit(table, law, "a", seed=0, settings=FitSettings() if law.startswith("ye") else FAST)
     assert res.law.law == law
     assert res.n_rows == len(table) and res.n_missing == 0
     size, tokens, h = _grid(helpers)

@@ -1,0 +1,55 @@
+"""Bootstrap over runs: intervals that contain the truth in a synthetic case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from laws import FitSettings, bootstrap
+from laws.bootstrap import resample_runs
+
+
+def test_resample_keeps_whole_runs(helpers: Any, synth_table: Any) -> None:
+    table = synth_table({"a": helpers.true_law("chinchilla")}, n_mix=6)
+    sample = resample_runs(table, np.random.default_rng(0))
+    runs, counts = np.unique(sample.run_ids.astype(str), return_counts=True)
+    rows_per_run = 4  # each run has 4 checkpoints
+    assert len(sample) == len(table)
+    assert (counts % rows_per_run == 0).all()
+
+
+def test_intervals_contain_the_truth(helpers: Any, synth_table: Any) -> None:
+    true = helpers.true_law("additive")
+    table = synth_table({"a": true}, n_mix=12, noise=3e-3, seed=11)
+    h = np.array([[0.6, 0.2, 0.2], [0.2, 0.2, 0.6]])
+    res = bootstrap(
+        table,
+        "additive",
+        ["a"],
+        n_boot=20,
+        seed=0,
+        predict_at=(2e9, 2e10, h),  # beyond the fitted N and D
+        optimize_at={"model_size": 1e9, "n_tokens": 8e9, "min_weight": 0.05},
+        settings=FitSettings(n_random=200, n_starts=2, niter=0, maxiter=300),
+    )
+    assert res.predictions["a"].shape == (20, 2)
+    lo, hi = res.prediction_interval(0.95)["a"]
+    truth = true.predict(2e9, 2e10, h)
+    assert np.all(lo <= truth) and np.all(truth <= hi)
+    assert np.all(hi - lo > 0)
+    from laws import optimize
+
+    best = optimize({"a": true}, model_size=1e9, n_tokens=8e9, min_weight=0.05).weights
+    wi = res.weight_interval(0.95)
+    for d, (a, b) in wi.items():
+        assert a - 0.02 <= best[d] <= b + 0.02, (d, a, b, best[d])
+
+
+def test_bad_arguments(helpers: Any, synth_table: Any) -> None:
+    table = synth_table({"a": helpers.true_law("chinchilla")}, n_mix=3)
+    with pytest.raises(ValueError, match="n_boot must be >= 2, got 1"):
+        bootstrap(table, "chinchilla", ["a"], n_boot=1)
+    with pytest.raises(ValueError, match="level must be in"):
+        bootstrap(table, "chinchilla", ["a"], level=1.5)
