@@ -1,0 +1,159 @@
+"""`mixsampler demo --quick` end to end, then every number in its report checked against the
+run files it wrote (rows CSVs, LAW.json, WEIGHTS.json), recomputed independently here."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import laws
+from mixsampler.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    # The CLI, as `make demo-quick` runs it.
+    assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def _table(md: str, header_start: str) -> list[list[str]]:
+    """Rows of the markdown table whose header line starts with ``header_start``."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(header_start))
+    rows = []
+    for ln in lines[start + 2 :]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def _final_rows(pattern: str) -> dict[str, dict[str, str]]:
+    last: dict[str, dict[str, str]] = {}
+    for path in sorted(glob.glob(pattern)):
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["run"] not in last or int(row["step"]) > int(last[row["run"]]["step"]):
+                    last[row["run"]] = row
+    return last
+
+
+def test_outputs_exist(demo_out: Path) -> None:
+    for name in ("report.md", "results.json", "parity.png", "curves.png", "weights.png",
+                 "main_runs.png", "plan.csv", "data/manifest.json"):
+        path = demo_out / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    assert glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))
+    assert len(glob.glob(str(demo_out / "runs" / "main" / "*.csv"))) == 8  # 4 mixtures x 2 seeds
+
+
+def test_heldout_mre_in_report_recomputed_from_rows_and_law_files(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    rows = _table(md, "| law | target |")
+    proxy = laws.load_runs(sorted(glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))))
+    sizes = np.unique(proxy.model_size)
+    assert len(sizes) >= 3
+    largest = proxy.select(proxy.model_size == sizes[-1])
+    checked = 0
+    for law_name, target, train_mre, held_mre, *_ in rows:
+        if target.startswith("**"):
+            continue
+        for fname, table, reported in (
+            (f"{law_name}.heldout.json", largest, held_mre),
+            (f"{law_name}.json", proxy, train_mre),
+        ):
+            law = laws.load_laws(demo_out / "laws" / fname)[target]
+            idx = [list(table.domains).index(d) for d in law.domains]
+            pred = law.predict(table.model_size, table.n_tokens, table.weights[:, idx])
+            obs = table.losses[target]
+            ok = np.isfinite(obs)
+            mre = float(np.mean(np.abs(pred[ok] - obs[ok]) / obs[ok]) * 100)
+            assert float(reported) == pytest.approx(mre, abs=6e-4), (law_name, target, fname)
+            checked += 1
+    assert checked == 2 * 2 * 5  # 2 laws x (held-out, all) x (4 domains + 1 target)
+
+
+def test_heldout_laws_never_saw_the_largest_size(demo_out: Path) -> None:
+    proxy = laws.load_runs(sorted(glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))))
+    n_small = int(np.sum(proxy.model_size < proxy.model_size.max()))
+    for law in ("additive", "joint"):
+        fitted = json.loads((demo_out / "laws" / f"{law}.heldout.json").read_text())
+        text = json.dumps(fitted)
+        n_rows = [int(m) for m in re.findall(r'"n_rows": (\d+)', text)]
+        assert n_rows and all(n <= n_small for n in n_rows), (law, n_rows, n_small)
+
+
+def test_main_run_table_equals_the_row_files(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    results = json.loads((demo_out / "results.json").read_text())
+    domains, targets = results["domains"], results["targets"]
+    finals = _final_rows(str(demo_out / "runs" / "main" / "*.csv"))
+    chosen = results["chosen_law"]
+    fitted = laws.load_laws(demo_out / "laws" / f"{chosen}.json")
+    rows = _table(md, "| objective | mixture |")
+    assert {r[1] for r in rows} == {"optimized-avg", "optimized-target", "uniform", "natural"}
+    for obj, mix, per_seed, mean, spread, predicted, err in rows:
+        runs = sorted(
+            (r for r in finals.values() if r["run"].startswith(f"main-{mix}-s")),
+            key=lambda r: r["run"],
+        )
+        assert len(runs) == 2
+        cols = domains if obj == "avg" else targets
+        measured = [np.mean([float(r[f"{c}_loss"]) for c in cols]) for r in runs]
+        preds = []
+        for r in runs:
+            p = []
+            for c in cols:
+                law = fitted[c]
+                w = np.array([float(r[f"weight_{d}"]) for d in law.domains])
+                p.append(float(law.predict(float(r["model_size"]), float(r["n_tokens"]), w)))
+            preds.append(np.mean(p))
+        got = [float(x) for x in per_seed.split(",")]
+        assert got == pytest.approx(measured, abs=6e-5)
+        assert float(mean) == pytest.approx(np.mean(measured), abs=6e-5)
+        assert float(spread) == pytest.approx(max(measured) - min(measured), abs=6e-5)
+        assert float(predicted) == pytest.approx(np.mean(preds), abs=6e-5)
+        rel = abs(np.mean(preds) - np.mean(measured)) / np.mean(measured) * 100
+        assert float(err) == pytest.approx(rel, abs=6e-3)
+
+
+def test_main_runs_trained_on_the_mixtures_of_the_weight_files(demo_out: Path) -> None:
+    finals = _final_rows(str(demo_out / "runs" / "main" / "*.csv"))
+    for path in glob.glob(str(demo_out / "weights" / "*.json")):
+        mix = Path(path).stem
+        weights = json.loads(Path(path).read_text())["weights"]
+        assert sum(weights.values()) == pytest.approx(1.0)
+        runs = [r for r in finals.values() if r["run"].startswith(f"main-{mix}-s")]
+        assert runs, mix
+        for r in runs:
+            for d, w in weights.items():
+                assert float(r[f"weight_{d}"]) == pytest.approx(w, abs=1e-6)
+                # what the sampler delivered, not only what was asked
+                assert float(r[f"realized_{d}"]) == pytest.approx(w, abs=0.05)
+
+
+def test_verdict_lines_follow_the_numbers(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    rows = _table(md, "| objective | mixture |")
+    by = {(r[0], r[1]): r for r in rows}
+    verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
+    for obj in ("avg", "target"):
+        opt = by[(obj, f"optimized-{obj}")]
+        wins = True
+        for base in ("uniform", "natural"):
+            b = by[(obj, base)]
+            gap = float(b[3]) - float(opt[3])
+            wins &= gap > max(float(b[4]), float(opt[4]))
+        line = next(ln for ln in verdict.splitlines() if f"optimized-{obj} " in ln)
+        assert line.startswith("- **PASS**" if wins else "- **FAIL**"), line
+    worst = max(float(r[6]) for r in rows)
+    line = next(ln for ln in verdict.splitlines() if "prediction of the main runs" in ln)
+    assert line.startswith("- **PASS**" if worst <= 2.0 else "- **FAIL**"), line
