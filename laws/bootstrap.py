@@ -140,7 +140,7 @@ def bootstrap(
     if n_runs < 2:
         raise ValueError(f"bootstrap over runs needs at least 2 runs, the table has {n_runs}")
     refit_settings = refit_settings or dataclasses.replace(
-        settings or FitSettings(), n_random=64, n_starts=1, niter=2, warm_start=False
+        settings or FitSettings(), n_random=16, n_starts=1, niter=0, warm_start=False
     )
     full = {t: fit(table, law, t, seed=seed, settings=settings) for t in targets}
     result = BootstrapResult(

@@ -127,9 +127,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for t in args.target:
         if t == "all":
             # BiMix needs the target's own weight: only training domains qualify.
-            targets += [
-                x for x in table.targets if args.law != "bimix" or x in table.domains
-            ]
+            targets += [x for x in table.targets if args.law != "bimix" or x in table.domains]
         else:
             targets.append(t[:-5] if t.endswith("_loss") else t)
     targets = list(dict.fromkeys(targets))

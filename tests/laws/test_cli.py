@@ -15,7 +15,7 @@ from mixsampler import cli
 @pytest.fixture
 def runs_csv(tmp_path: Path, helpers: Any) -> Path:
     rows = helpers.synth_rows(
-        {"a": helpers.true_law("additive"), "b": helpers.true_law("chinchilla")}, n_mix=8
+        {"a": helpers.true_law("additive"), "b": helpers.true_law("chinchilla")}, n_mix=6
     )
     rows[0]["b_loss"] = ""
     return helpers.write_csv(tmp_path / "runs.csv", rows)

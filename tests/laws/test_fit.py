@@ -59,7 +59,7 @@ def test_linear_and_additive_parameters_are_recovered(helpers: Any, synth_table:
 
 
 def test_joint_never_worse_than_additive(synth_table: Any, helpers: Any) -> None:
-    table = synth_table({"a": helpers.true_law("joint")}, noise=2e-3, seed=5)
+    table = synth_table({"a": helpers.true_law("joint")}, noise=2e-3, seed=5, n_mix=8)
     add = fit(table, "additive", "a", seed=0, settings=FAST)
     joint = fit(table, "joint", "a", seed=0, settings=FAST, init=add.law)
     assert joint.fun <= add.fun * (1 + 1e-12)
