@@ -156,19 +156,19 @@ class DemoData:
 # Each source is a generator of (document name, text); names are stable across runs.
 
 
-def python_source() -> Iterator[tuple[str, str]]:
+def python_source() -> Iterator[tuple[str, LazyText]]:
     """Python files of the standard library (no tests, no site-packages)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
         if _SKIP_DIRS.intersection(rel.parts[:-1]):
             continue
-        text = _read_text(path)
-        if text:
-            yield f"stdlib/{rel.as_posix()}", text
+        doc = LazyText.of(path)
+        if doc.size:
+            yield f"stdlib/{rel.as_posix()}", doc
 
 
-def cpp_headers() -> Iterator[tuple[str, str]]:
+def cpp_headers() -> Iterator[tuple[str, LazyText]]:
     """C++ headers shipped in torch's wheel (``torch/include``)."""
     import importlib.util
 
@@ -178,9 +178,9 @@ def cpp_headers() -> Iterator[tuple[str, str]]:
     root = Path(next(iter(spec.submodule_search_locations))) / "include"
     for path in sorted(root.rglob("*")):
         if path.suffix in {".h", ".hpp"} and path.is_file():
-            text = _read_text(path)
-            if text:
-                yield f"torch/include/{path.relative_to(root).as_posix()}", text
+            doc = LazyText.of(path)
+            if doc.size:
+                yield f"torch/include/{path.relative_to(root).as_posix()}", doc
 
 
 def pydoc_topics() -> Iterator[tuple[str, str]]:
@@ -227,7 +227,6 @@ def package_readmes() -> Iterator[tuple[str, str]]:
     for dist in _distributions():
         meta = dist.metadata
         text = meta.get("Description") or meta.get_payload() or ""
-        # Some builders indent continuation lines of the Description header by 8 spaces.
         if text.strip():
             yield f"{meta['Name']}/README", text
 
@@ -236,7 +235,7 @@ def package_readmes() -> Iterator[tuple[str, str]]:
 class _Source:
     name: str
     description: str
-    docs: Callable[[], Iterator[tuple[str, str]]]
+    docs: Callable[[], Iterator[tuple[str, str | LazyText]]]
     target: bool = False
 
 
@@ -260,6 +259,21 @@ SOURCES: tuple[_Source, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class LazyText:
+    """A text file read only if selected; ``size`` (bytes on disk) counts as available."""
+
+    path: Path
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> LazyText:
+        return cls(path, path.stat().st_size)
+
+    def read(self) -> str:
+        return _read_text(self.path)
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8", errors="replace")
@@ -278,7 +292,12 @@ def _order_key(name: str) -> str:
 
 
 def select_documents(
-    docs: Iterator[tuple[str, str]], *, train_cap: int, val_cap: int, doc_cap: int, target: bool
+    docs: Iterator[tuple[str, str | LazyText]],
+    *,
+    train_cap: int,
+    val_cap: int,
+    doc_cap: int,
+    target: bool,
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int]:
     """Split documents by file into (train, val) under byte caps; deterministic.
 
@@ -301,9 +320,15 @@ def select_documents(
     # at least 8 documents per domain, and bodies rather than the licence headers and
     # imports that open most files.
     val_window = max(1, val_cap // 8)
-    for name, text in items:
-        raw = text.encode("utf-8")
-        available += len(raw)
+    for name, doc in items:
+        if isinstance(doc, LazyText):
+            available += doc.size
+            if n_val >= val_cap and (target or n_train >= train_cap):
+                continue  # files are read only when selected: the headers alone are 40 MB
+            raw = doc.read().encode("utf-8")
+        else:
+            raw = doc.encode("utf-8")
+            available += len(raw)
         if n_val < val_cap:
             start = max(0, (len(raw) - val_window) // 2)
             raw = _valid_utf8(raw[start : start + val_window])
