@@ -213,7 +213,7 @@ class ValidationStream(IterableDataset):
 
     def __init__(self, domain: str, source: Any, *, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
-        from mixsampler.sources import check_shards, expand_shards
+        from mixsampler.tario import check_shards, expand_shards
 
         self.domain = domain
         self.rank = rank
@@ -242,7 +242,7 @@ class ValidationStream(IterableDataset):
 
     def _samples(self, slot: int, slots: int) -> Iterator[Any]:
         if self.urls is not None:
-            from mixsampler.sources import iter_tar
+            from mixsampler.tario import iter_tar
 
             def warn(url: str, message: str) -> None:
                 warnings.warn(
