@@ -86,6 +86,43 @@ def _verdict_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _reading_lines(results: Mapping[str, Any]) -> list[str]:
+    """Facts computed from the main runs that explain the verdict: paired seeds, the law's
+    common offset, and whether it ranks the mixtures in the measured order."""
+    by_mix = results["main"]["mixtures"]
+    lines = []
+    for obj in results["objectives"]:
+        opt = by_mix[f"optimized-{obj}"]["objective"][obj]["measured"]
+        for base in BASELINES:
+            other = by_mix[base]["objective"][obj]["measured"]
+            diffs = [o - b for o, b in zip(opt, other, strict=True)]
+            lower = sum(d < 0 for d in diffs)
+            lines.append(
+                f"- {obj}: optimized-{obj} minus {base}, seed by seed (same seed = same "
+                f"initialisation): {', '.join(f'{d:+.4f}' for d in diffs)}; lower on "
+                f"{lower} of {len(diffs)} seeds."
+            )
+    for obj in results["objectives"]:
+        mixes = list(by_mix)
+        meas = [by_mix[m]["objective"][obj]["mean"] for m in mixes]
+        pred = [by_mix[m]["objective"][obj]["predicted"] for m in mixes]
+        signed = [(p - m) / m * 100 for p, m in zip(pred, meas, strict=True)]
+        order_m = [mixes[i] for i in np.argsort(meas)]
+        order_p = [mixes[i] for i in np.argsort(pred)]
+        same = (
+            "the measured order"
+            if order_m == order_p
+            else "an order different from the measured one"
+        )
+        lines.append(
+            f"- {obj}: the law's predictions are off by {min(signed):+.2f}% to "
+            f"{max(signed):+.2f}% (predicted minus measured); it ranks the mixtures in {same} "
+            f"(measured best to worst: {', '.join(order_m)}; predicted: "
+            f"{', '.join(order_p)})."
+        )
+    return lines
+
+
 def _data_table(results: Mapping[str, Any]) -> list[str]:
     data = results["data"]
     natural = results["mixtures"]["natural"]["weights"]
@@ -115,10 +152,13 @@ def _fit_table(results: Mapping[str, Any]) -> list[str]:
     ]
     for law, rep in results["laws"].items():
         for t in targets:
-            ok = rep["fit"][t]["success"] and rep["heldout_fit"][t]["success"]
+            conv = []
+            for label, key in (("all", "fit"), ("held-out", "heldout_fit")):
+                f = rep[key][t]
+                conv.append(f"{label}: " + ("yes" if f["success"] else f"no ({f['message']})"))
             lines.append(
                 f"| {law} | {t} | {rep['train_mre'][t]:.3f} | {rep['heldout_mre'][t]:.3f} | "
-                f"{'yes' if ok else 'no: ' + rep['heldout_fit'][t]['message']} |"
+                f"{'; '.join(conv)} |"
             )
         lines.append(
             f"| {law} | **mean** | {np.mean([rep['train_mre'][t] for t in targets]):.3f} | "
@@ -213,7 +253,8 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         "",
         f"Proxy sweep of {n_proxy} runs -> {', '.join(results['laws'])} laws -> optimized "
         f"mixtures -> {n_main} main runs, on {results['data']['origin']} data, device "
-        f"{results['device']} with {results['threads']} thread(s), in "
+        f"{results['device']}, {results.get('jobs', 1)} run(s) side by side with "
+        f"{results['threads']} thread(s) each, in "
         f"{t.get('total', t.get('total_before_report', math.nan)):.0f} s. Losses are in nats "
         "per byte (byte-level models, vocabulary 256).",
         "",
@@ -222,6 +263,10 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         *_verdict_lines(results),
         "",
         ("All criteria met." if v["all_pass"] else "Not every criterion is met; see above."),
+        "",
+        "What the main runs show beyond the verdict:",
+        "",
+        *_reading_lines(results),
         "",
         "## Data",
         "",

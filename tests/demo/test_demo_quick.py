@@ -47,8 +47,16 @@ def _final_rows(pattern: str) -> dict[str, dict[str, str]]:
 
 
 def test_outputs_exist(demo_out: Path) -> None:
-    for name in ("report.md", "results.json", "parity.png", "curves.png", "weights.png",
-                 "main_runs.png", "plan.csv", "data/manifest.json"):
+    for name in (
+        "report.md",
+        "results.json",
+        "parity.png",
+        "curves.png",
+        "weights.png",
+        "main_runs.png",
+        "plan.csv",
+        "data/manifest.json",
+    ):
         path = demo_out / name
         assert path.is_file() and path.stat().st_size > 0, name
     assert glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))

@@ -168,3 +168,17 @@ def test_verdict_is_computed_from_the_numbers() -> None:
     # a prediction 5% off fails the 2% criterion even when the mixture wins
     off = verdict(_results([2.00, 2.01], [2.10, 2.11], [2.20, 2.22], off=0.05))
     assert off["objectives"]["avg"]["wins"] and not off["prediction_within_2pct"]
+
+
+def test_load_user_data_reads_a_shard_layout(tmp_path) -> None:
+    from mixsampler import write_shards
+
+    text = tmp_path / "t.txt"
+    text.write_text("some text for a domain " * 40)
+    for dom, splits in (("web", ("train", "val")), ("code", ("train", "val")), ("qa", ("val",))):
+        for split in splits:
+            write_shards([str(text)], tmp_path / "data" / dom / split, domain=dom, chunk_tokens=65)
+    data = load_user_data(tmp_path / "data")
+    assert data.train_domains == ("code", "web")
+    assert data.targets == ("qa",)
+    assert data.natural_weights() == {"code": 0.5, "web": 0.5}
