@@ -235,9 +235,13 @@ def section_extrapolation(table: RunTable, targets: list[str], seed: int) -> str
 
 
 def naive_fit(
-    table: RunTable, law: str, target: str, seed: int, starts: int
+    table: RunTable, law: str, target: str, seed: int, starts: int, scaled: bool = False
 ) -> tuple[float, float]:
-    """What a new user tries: L-BFGS-B from random starts, numerical gradients, no bounds."""
+    """What a new user tries: L-BFGS-B from random starts, numerical gradients, no bounds.
+
+    With ``scaled`` the objective is divided by delta * mean loss (as ours is internally), so
+    L-BFGS-B's absolute gradient tolerance does not stop it at once on values of ~1e-5.
+    """
     y = table.losses[target]
     ok = np.isfinite(y)
     sub = table.select(ok)
@@ -246,13 +250,14 @@ def naive_fit(
     ln, ld, h = Form.inputs(sub.model_size, sub.n_tokens, sub.weights)
     pos = form.positive
     delta = 1e-3
+    scale = 100.0 / (delta * float(np.mean(y))) if scaled else 1.0
 
     def obj(theta: np.ndarray) -> float:
         p = np.where(pos, np.exp(np.clip(theta, -50, 50)), theta)
         with np.errstate(all="ignore"):
             a = np.abs(y - form.evaluate(p, ln, ld, h)[0])
             v = float(np.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta)).mean())
-        return v if np.isfinite(v) else 1e10
+        return scale * v if np.isfinite(v) else 1e10
 
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -272,21 +277,26 @@ def section_speed(table: RunTable, fits: dict, targets: list[str], seed: int, st
         "## 3. Fit time and a naive baseline",
         "",
         "Ours: random search, bounded trust-region (Huber) local runs with analytic Jacobians, "
-        "basin-hopping, L-BFGS-B polish; joint includes its additive warm start. Naive: scipy "
+        "basin-hopping, L-BFGS-B polish; joint: the embedded additive fit plus one "
+        "trust-region restart, its time includes the additive fit. Naive: scipy "
         f"L-BFGS-B from {starts} random starts (same priors), numerical gradients, no bounds, "
-        "same objective and log-parameters. Speed targets: additive < 2 s, joint < 6 s on an "
+        "same objective and log-parameters: on the raw objective (~1e-5) its gradient "
+        "tolerance stops it almost at once; 'scaled' divides the objective by delta x mean "
+        "loss so it runs to convergence. Speed targets: additive < 2 s, joint < 6 s on an "
         "idle 2-core machine.",
         "",
-        "| target | law | ours s | ours MRE % | naive s | naive MRE % | naive/ours time |",
-        "|---|---|---|---|---|---|---|",
+        "| target | law | ours s | ours MRE % | naive s | naive MRE % | naive/ours time "
+        "| naive scaled s | naive scaled MRE % | scaled/ours time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in tqdm(targets, desc="naive baseline", unit="target"):
         a, j = fits[t]
         for law, r, secs in (("additive", a, a.seconds), ("joint", j, a.seconds + j.seconds)):
             ns, nm = naive_fit(table, law, t, seed, starts)
+            ss, sm = naive_fit(table, law, t, seed, starts, scaled=True)
             lines.append(
                 f"| {t} | {law} | {secs:.2f} | {r.mre:.3f} | {ns:.2f} | {nm:.3f} "
-                f"| {ns / secs:.2f} |"
+                f"| {ns / secs:.2f} | {ss:.2f} | {sm:.3f} | {ss / secs:.2f} |"
             )
     all_a = [fits[t][0].seconds for t in fits]
     all_j = [fits[t][0].seconds + fits[t][1].seconds for t in fits]
@@ -344,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--naive-starts", type=int, default=5)
     parser.add_argument(
-        "--regmix-targets", default="pile_cc,github,arxiv,wikipedia_en", help="RegMix targets"
+        "--regmix-targets", default="pile_cc,github,wikipedia_en", help="RegMix targets"
     )
     parser.add_argument("--skip", default="", help="sections to skip, e.g. 2,4")
     args = parser.parse_args(argv)
