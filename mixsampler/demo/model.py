@@ -192,11 +192,24 @@ class TinyGPT(pl.LightningModule):
         return self.ln_f(x) @ self.tok_emb.weight.T
 
     def _token_losses(self, tokens: Tensor) -> Tensor:
-        logits = self(tokens[:, :-1])
-        target = tokens[:, 1:]
-        return F.cross_entropy(
+        """Per-token losses, shape (samples, scored tokens per sample).
+
+        A sample may pack several sequences of ``seq_len + 1`` bytes (cheaper to read from
+        shards than one tar member per sequence); they are unpacked into the batch here.
+        """
+        b, length = tokens.shape
+        t = self.cfg.seq_len + 1
+        if length % t:
+            raise ValueError(
+                f"samples of {length} bytes do not hold whole sequences of seq_len + 1 = {t}"
+            )
+        seqs = tokens.reshape(-1, t)
+        logits = self(seqs[:, :-1])
+        target = seqs[:, 1:]
+        losses = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
-        ).view(target.shape)
+        )
+        return losses.view(b, -1)
 
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:

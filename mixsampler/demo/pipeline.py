@@ -49,7 +49,8 @@ class DemoConfig:
 
     Attributes:
         data: what the embedded data takes from the installation.
-        batch_size: sequences per step; tokens per step = batch_size * seq_len.
+        batch_size: sequences per step (a multiple of ``data.seqs_per_sample``); tokens per
+            step = batch_size * seq_len.
         n_layer: depth of every model; the sweep varies width only, as the paper's models do.
         n_head: attention heads of every model.
         proxy_widths: ``d_model`` of the proxy sizes; at least 3, so the laws can be fitted on
@@ -77,17 +78,17 @@ class DemoConfig:
         seed: seed of the plan, the proxy runs and the fits.
     """
 
-    data: DataConfig = field(default_factory=lambda: DataConfig(seq_len=64))
+    data: DataConfig = field(default_factory=DataConfig)
     batch_size: int = 16
     n_layer: int = 2
     n_head: int = 2
     proxy_widths: tuple[int, ...] = (32, 48, 64)
-    proxy_tokens: int = 1_000_000
+    proxy_tokens: int = 700_000
     n_mixtures: int = 10
     min_weight: float = 0.02
     evals_per_run: int = 8
     main_width: int = 96
-    main_tokens: int = 2_500_000
+    main_tokens: int = 1_500_000
     seeds: tuple[int, ...] = (0, 1)
     max_repeat: float = 4.0
     lr: float = 2e-3
@@ -114,6 +115,11 @@ class DemoConfig:
             raise ValueError(f"seeds needs at least 2 (the spread is the noise), got {self.seeds}")
         if not 0 <= self.min_weight < 0.25:
             raise ValueError(f"min_weight must be in [0, 0.25), got {self.min_weight}")
+        if self.batch_size % self.data.seqs_per_sample:
+            raise ValueError(
+                f"batch_size must be a multiple of data.seqs_per_sample="
+                f"{self.data.seqs_per_sample}, got {self.batch_size}"
+            )
         for name in ("batch_size", "proxy_tokens", "n_mixtures", "evals_per_run", "main_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -228,8 +234,8 @@ def train_run(
         # Main runs start from uniform and MixtureWeights sets the mixture before batch one.
         weights={d: 1.0 for d in train} if main else spec.weights,
         val=val,
-        batch_size=cfg.batch_size,
-        val_batch_size=64,
+        batch_size=cfg.batch_size // cfg.data.seqs_per_sample,
+        val_batch_size=64 // cfg.data.seqs_per_sample,
         num_workers=0,
         seed=spec.seed,
         collate_fn=collate_bytes,
@@ -296,6 +302,18 @@ _WORKER_QUEUE: Any = None
 def _init_worker(queue: Any) -> None:
     global _WORKER_QUEUE
     _WORKER_QUEUE = queue
+    # A worker whose parent was killed (not interrupted: Ctrl-C reaches the whole process
+    # group) would train on for nobody; it exits instead.
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
     logging.basicConfig(level=logging.WARNING)
     _quiet_lightning()
 
@@ -457,7 +475,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
             "init_args": {
                 "train": {d: data.domains[d].train for d in data.train_domains},
                 "val": {n: d.val for n, d in data.domains.items()},
-                "batch_size": cfg.batch_size,
+                "batch_size": cfg.batch_size // cfg.data.seqs_per_sample,
                 "num_workers": 0,
                 "seed": cfg.seed,
                 "collate_fn": "mixsampler.demo.model.collate_bytes",

@@ -49,7 +49,7 @@ def test_data_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="seq_len"):
         DataConfig(seq_len=0)
     with pytest.raises(ValueError, match="val_cap"):
-        DataConfig(seq_len=128, val_cap=100)
+        DataConfig(seq_len=128, seqs_per_sample=1, val_cap=100)
 
 
 def test_natural_weights_follow_training_bytes() -> None:
@@ -99,6 +99,18 @@ def test_validation_step_contract_matches_the_mean_loss() -> None:
     assert math.isclose(mean, float(model.training_step({"tokens": tokens}, 0)), rel_tol=1e-5)
     # near-uniform predictions at initialisation: about log(256) nats per byte
     assert abs(mean - math.log(256)) < 0.1
+
+
+def test_packed_samples_score_every_sequence() -> None:
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(d_model=16, n_head=2, n_layer=1, seq_len=8), TrainConfig())
+    seqs = torch.randint(0, 256, (6, 9))
+    single = model.validation_step({"tokens": seqs}, 0)
+    packed = model.validation_step({"tokens": seqs.reshape(2, 27)}, 0)
+    assert packed["n_tokens"].tolist() == [24, 24]
+    assert torch.allclose(packed["loss_sum"], single["loss_sum"].view(2, 3).sum(1), atol=1e-4)
+    with pytest.raises(ValueError, match="whole sequences"):
+        model.validation_step({"tokens": torch.zeros(2, 10, dtype=torch.long)}, 0)
 
 
 def test_non_embedding_params_excludes_embeddings() -> None:
