@@ -542,3 +542,18 @@ def test_any_layout_reads_each_sample_once_per_pass(
 
         got = _one_pass(make, world_size, num_workers)
     assert sorted(k for _, k in got) == [f"web{i:06d}" for i in range(n_shards * per_shard)]
+
+
+@pytest.mark.parametrize("consumed", [63, 64, 65, 150, 301])
+def test_resume_while_the_next_block_is_read_in_chunks(shards, consumed):
+    # Blocks larger than the 64-sample read chunk: the next block is half read at a snapshot.
+    a = shards("a", 2, 170)
+    b = _Reiterable(260)
+
+    def make():
+        return MixtureDataset({"a": a, "b": b}, {"a": 0.7, "b": 0.3}, shuffle_buffer=100)
+
+    ref, resumed, _ = _resume_equal(make, consumed, consumed + 120)
+    assert resumed == ref
+    first_pass = [k for d, k in ref[:300] if d == "a"]
+    assert len(set(first_pass)) == len(first_pass)
