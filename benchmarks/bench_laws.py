@@ -230,7 +230,12 @@ def section_extrapolation(table: RunTable, targets: list[str], seed: int) -> str
         cells = [(f"**{res[law]:.3f}**" if law == best else f"{res[law]:.3f}") for law in LAWS]
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Best-law count: " + ", ".join(f"{k} {v}" for k, v in wins.items() if v) + ".")
+    lines.append(
+        "Best-law count: "
+        + ", ".join(f"{k} {v}" for k, v in wins.items() if v)
+        + ". Fit seconds per law, summed over targets (joint and full warm-started from the "
+        "fitted additive and joint): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "."
+    )
     return "\n".join(lines)
 
 
