@@ -43,6 +43,8 @@ def run(devices: int, out: Path, root: Path) -> None:
         max_steps=2,
         val_check_interval=2,
         logger=False,
+        # Without it the callbacks' files land in the working directory (the repo in CI).
+        default_root_dir=str(out),
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
