@@ -174,9 +174,33 @@ class MixtureLoader(StatefulDataLoader):
                 "the checkpoint's loader state was saved by one rank, this run has"
                 f" world_size={self.world_size}; resume with the same number of ranks"
             )
+        saved_workers = _saved_num_workers(state_dict)
+        if saved_workers is not None and saved_workers != self.num_workers:
+            # torchdata would fail later with a bare AssertionError; each worker's stream state
+            # belongs to one worker slot, so it cannot be dealt out to a different count.
+            raise ValueError(
+                f"the checkpoint's loader state was saved with num_workers={saved_workers}, this"
+                f" loader has num_workers={self.num_workers}; resume with num_workers="
+                f"{saved_workers}"
+            )
         self._tracking = False
         self._snapshots.clear()
         super().load_state_dict(state_dict)
+
+
+def _saved_num_workers(state: Mapping[str, Any]) -> int | None:
+    """Worker count a StatefulDataLoader state was saved with (None: not recognisable)."""
+    # torchdata's layouts: with workers the main-process snapshot records the count; without,
+    # the state is the single-process iterator's, recognisable by its yield counter.
+    snapshot = state.get("_snapshot")
+    if isinstance(snapshot, Mapping):
+        main = snapshot.get("_main_snapshot")
+        if isinstance(main, Mapping) and isinstance(main.get("_num_workers"), int):
+            return main["_num_workers"]
+        return None
+    if "_num_yielded" in state:
+        return 0
+    return None
 
 
 class _Snapshotting:

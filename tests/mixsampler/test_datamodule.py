@@ -170,3 +170,20 @@ def test_each_rank_restores_its_own_loader_state(shards: dict[str, str]) -> None
 def test_constructor_validates(shards: dict[str, str], kwargs: dict, match: str) -> None:
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         MixtureDataModule(shards, **kwargs)
+
+
+@pytest.mark.parametrize(("saved", "now"), [(2, 0), (0, 2)])
+def test_resume_with_another_worker_count_names_both_counts(
+    shards: dict[str, str], saved: int, now: int
+) -> None:
+    def loader(num_workers: int) -> MixtureLoader:
+        dataset = MixtureDataset(shards, {"a": 0.75, "b": 0.25}, shuffle_buffer=4)
+        return MixtureLoader(dataset, batch_size=3, num_workers=num_workers, lookahead=0)
+
+    first = loader(saved)
+    it = iter(first)
+    next(it)
+    state = first.state_dict()
+    del it
+    with pytest.raises(ValueError, match=f"num_workers={saved}.*num_workers={now}"):
+        loader(now).load_state_dict(state)
