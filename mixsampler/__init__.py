@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "MixtureDataset": "mixsampler.dataset",
+    "CorruptShardError": "mixsampler.dataset",
     "write_shards": "mixsampler.shards",
     "MixtureDataModule": "mixsampler.datamodule",
     "make_plan": "mixsampler.plan",
