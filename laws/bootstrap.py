@@ -43,7 +43,10 @@ class BootstrapResult:
         params: per target, the parameters of each replicate, shape (B, P).
         predictions: per target, the predictions of each replicate at ``predict_at``, (B, m).
         optimal_weights: the optimal weights of each replicate, (B, k), if ``optimize_at``.
-        n_failed: replicates whose fit did not converge (kept; their spread counts too).
+        n_failed: fits (replicate x target) that did not converge (kept; their spread
+            counts too).
+        converged: per replicate, whether every fit and, with ``optimize_at``, the weight
+            optimization converged; shape (B,).
     """
 
     law: str
@@ -55,6 +58,7 @@ class BootstrapResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     optimal_weights: np.ndarray | None = None
     n_failed: int = 0
+    converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def _q(self, level: float | None) -> tuple[float, float]:
         level = self.level if level is None else level
@@ -154,6 +158,7 @@ def bootstrap(
     params: dict[str, list[np.ndarray]] = {t: [] for t in full}
     preds: dict[str, list[np.ndarray]] = {t: [] for t in full}
     weights: list[np.ndarray] = []
+    converged: list[bool] = []
     reps = range(n_boot)
     if progress:
         from tqdm.auto import tqdm
@@ -162,9 +167,11 @@ def bootstrap(
     for b in reps:
         sample = resample_runs(table, rng)
         fitted: dict[str, FittedLaw] = {}
+        ok = True
         for t, res in full.items():
             r = fit(sample, law, t, seed=seed + 1 + b, settings=refit_settings, init=res.law)
             result.n_failed += int(not r.success)
+            ok &= r.success
             fitted[t] = r.law
             params[t].append(r.law.x)
             if predict_at is not None:
@@ -173,7 +180,10 @@ def bootstrap(
         if optimize_at is not None:
             opt = optimize(fitted, **dict(optimize_at))
             weights.append(opt.x)
+            ok &= opt.success
+        converged.append(ok)
     result.params = {t: np.array(v) for t, v in params.items()}
+    result.converged = np.array(converged, dtype=bool)
     if predict_at is not None:
         result.predictions = {t: np.array(v) for t, v in preds.items()}
     if optimize_at is not None:

@@ -167,3 +167,60 @@ def test_errors_are_one_line(
         == 2
     )
     assert "--model-size must be a number" in capsys.readouterr().err
+
+
+def test_optimize_bootstrap_intervals(
+    tmp_path: Path, runs_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    law = tmp_path / "LAW.json"
+    fit_args = ["fit", str(runs_csv), "--law", "additive", "--target", "all", "-o", str(law)]
+    assert cli.main(fit_args) == 0
+    weights = tmp_path / "WEIGHTS.json"
+    base = ["optimize", str(law), "--model-size", "1e9", "--tokens", "8B", "-o", str(weights)]
+    assert cli.main([*base, "--min-weight", "0.05"]) == 0
+    plain = json.loads(weights.read_text())
+    assert "intervals" not in plain
+    boot = ["--runs", str(runs_csv), "--bootstrap", "8", "--confidence", "0.8"]
+    assert cli.main([*base, "--min-weight", "0.05", *boot]) == 0
+    assert "intervals over 8 resamples" in capsys.readouterr().out
+    doc = json.loads(weights.read_text())
+    # The point estimate is the one written without --bootstrap.
+    assert doc["weights"] == plain["weights"]
+    assert doc["predicted_loss"] == plain["predicted_loss"]
+    iv = doc["intervals"]
+    assert iv["n_boot"] == 8 and 0 <= iv["n_converged"] <= 8 and iv["confidence"] == 0.8
+    assert set(iv["weights"]) == set(doc["weights"])
+    assert set(iv["predicted_loss"]) == set(doc["predicted_loss"]) == {"a", "b"}
+    for d, (lo, hi) in iv["weights"].items():
+        assert 0.05 - 1e-12 <= lo <= doc["weights"][d] <= hi <= 1, (d, lo, hi)
+    for t, (lo, hi) in iv["predicted_loss"].items():
+        assert lo <= doc["predicted_loss"][t] <= hi and hi - lo < 0.1, (t, lo, hi)
+
+
+def test_bootstrap_and_runs_go_together(
+    tmp_path: Path, runs_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    law = tmp_path / "LAW.json"
+    cli.main(["fit", str(runs_csv), "--law", "chinchilla", "--target", "b", "-o", str(law)])
+    base = [
+        "optimize",
+        str(law),
+        "--model-size",
+        "1e9",
+        "--tokens",
+        "8B",
+        "-o",
+        str(tmp_path / "w.json"),
+    ]
+    capsys.readouterr()
+    assert cli.main([*base, "--bootstrap", "8"]) == 2
+    assert "--bootstrap and --runs go together: got --bootstrap without --runs" in (
+        capsys.readouterr().err
+    )
+    assert cli.main([*base, "--runs", str(runs_csv)]) == 2
+    assert "--bootstrap and --runs go together: got --runs without --bootstrap" in (
+        capsys.readouterr().err
+    )
+    assert cli.main([*base, "--runs", str(runs_csv), "--bootstrap", "1"]) == 2
+    assert "--bootstrap must be >= 2 resamples, got 1" in capsys.readouterr().err
+    assert not (tmp_path / "w.json").exists()
