@@ -837,6 +837,7 @@ def run_demo(
         },
     }
     t0 = time.perf_counter()
+    results["proxy_tokens_max"] = float(np.max(table_all.n_tokens))
     results["main"] = evaluate_main(results, main_rows, fitted)
     results["verdict"] = verdict(results)
     timings["total_before_report"] = time.perf_counter() - t_start
@@ -934,7 +935,35 @@ def evaluate_main(
                 "rel_error_pct": float(abs(preds.mean() - vals.mean()) / vals.mean() * 100),
             }
         by_mix[mix] = entry
-    return {"runs": per_run, "mixtures": by_mix}
+    return {
+        "runs": per_run,
+        "mixtures": by_mix,
+        "by_tokens": _error_by_tokens(rows, fitted, float(results["proxy_tokens_max"])),
+    }
+
+
+def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> dict[str, Any]:
+    """The law's MRE on every main-run validation, split at the proxies' largest D: where it
+    only extrapolates in N, and where it extrapolates in N and D."""
+    table = load_rows(rows)
+    errs = []
+    for target, law in fitted.items():
+        pred = law.predict(table.model_size, table.n_tokens, _weights_in_order(table, law.domains))
+        obs = table.losses[target]
+        errs.append((pred - obs) / obs * 100)
+    err = np.stack(errs)  # (targets, rows), signed %
+    out: dict[str, Any] = {"proxy_tokens_max": d_proxy}
+    for name, sel in (
+        ("within", table.n_tokens <= d_proxy * 1.05),
+        ("beyond", table.n_tokens > d_proxy * 1.05),
+    ):
+        e = err[:, sel]
+        out[name] = {
+            "rows": int(sel.sum()),
+            "mre": float(np.nanmean(np.abs(e))) if e.size else math.nan,
+            "bias": float(np.nanmean(e)) if e.size else math.nan,
+        }
+    return out
 
 
 def verdict(results: Mapping[str, Any]) -> dict[str, Any]:

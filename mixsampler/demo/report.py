@@ -120,6 +120,16 @@ def _reading_lines(results: Mapping[str, Any]) -> list[str]:
             f"(measured best to worst: {', '.join(order_m)}; predicted: "
             f"{', '.join(order_p)})."
         )
+    bt = results["main"].get("by_tokens")
+    if bt:
+        d = _fmt_int(bt["proxy_tokens_max"])
+        w, b = bt["within"], bt["beyond"]
+        lines.append(
+            f"- Where the law goes wrong: on the main runs' validations up to D = {d} (the "
+            f"proxies' longest run; only N is extrapolated) its MRE is {w['mre']:.2f}% (mean "
+            f"signed error {w['bias']:+.2f}%, {w['rows']} validations); beyond it (N and D "
+            f"extrapolated) {b['mre']:.2f}% ({b['bias']:+.2f}%, {b['rows']} validations)."
+        )
     return lines
 
 
