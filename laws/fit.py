@@ -130,6 +130,17 @@ class FitResult:
     fixed: list[str] = field(default_factory=list)
 
 
+def _from_theta(form: Form, theta: np.ndarray) -> np.ndarray:
+    """Natural-scale parameters from log space (positive ones) and raw values (the others)."""
+    pos = form.positive
+    return np.where(pos, np.exp(np.where(pos, theta, 0.0)), theta)
+
+
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta))
+
+
 def huber_objective(
     form: Form,
     ln: np.ndarray,
@@ -144,13 +155,11 @@ def huber_objective(
     n = y.shape[0]
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        p = np.where(pos, np.exp(np.where(pos, theta, 0.0)), theta)
+        p = _from_theta(form, theta)
         with np.errstate(all="ignore"):
             pred, jac, _ = form.evaluate(p, ln, ld, h, jac=True)
             r = y - pred
-            a = np.abs(r)
-            hub = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-            val = scale * float(hub.mean())
+            val = scale * float(_huber(r, delta).mean())
             psi = np.clip(r, -delta, delta)
             assert jac is not None
             grad = -(scale / n) * (psi @ jac) * np.where(pos, p, 1.0)
@@ -163,14 +172,10 @@ def huber_objective(
 
 
 def _value_only(form: Form, ln, ld, h, y, delta, scale):  # type: ignore[no-untyped-def]
-    pos = form.positive
-
     def f(theta: np.ndarray) -> float:
-        p = np.where(pos, np.exp(np.where(pos, theta, 0.0)), theta)
         with np.errstate(all="ignore"):
-            pred, _, _ = form.evaluate(p, ln, ld, h)
-            a = np.abs(y - pred)
-            v = scale * float(np.where(a <= delta, 0.5 * a * a, delta * (a - 0.5 * delta)).mean())
+            pred, _, _ = form.evaluate(_from_theta(form, theta), ln, ld, h)
+            v = scale * float(_huber(y - pred, delta).mean())
         return v if np.isfinite(v) else np.inf
 
     return f
@@ -285,18 +290,15 @@ def _residuals(form: Form, ln, ld, h, y):  # type: ignore[no-untyped-def]
     """Residuals (pred - obs) and their Jacobian in log-parameter space, for least_squares."""
     pos = form.positive
 
-    def params(theta: np.ndarray) -> np.ndarray:
-        return np.where(pos, np.exp(np.where(pos, theta, 0.0)), theta)
-
     def resid(theta: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            r = form.evaluate(params(theta), ln, ld, h)[0] - y
+            r = form.evaluate(_from_theta(form, theta), ln, ld, h)[0] - y
         # Far outside the data's range (overflow while the trust region probes) a capped
         # residual keeps the Huber weights finite; the step is then rejected as worse.
         return np.clip(np.nan_to_num(r, nan=_RESID_CAP), -_RESID_CAP, _RESID_CAP)
 
     def jac(theta: np.ndarray) -> np.ndarray:
-        p = params(theta)
+        p = _from_theta(form, theta)
         with np.errstate(all="ignore"):
             j = form.evaluate(p, ln, ld, h, jac=True)[1]
             assert j is not None
@@ -546,21 +548,13 @@ def fit(
         )
         nit = int(bh.nit)
         if bh.fun < best.fun:
-            best_x, best_fun = bh.x, float(bh.fun)
-            lres = bh.lowest_optimization_result
-            success = bool(getattr(lres, "success", True)) or bool(lres.get("trf_success"))
-            msg = str(getattr(lres, "message", ""))
-        else:
-            best_x, best_fun = best.x, float(best.fun)
-            success = bool(best.success) or bool(best.get("trf_success"))
-            msg = str(best.message)
-    else:
-        best_x, best_fun = best.x, float(best.fun)
-        success = bool(best.success) or bool(best.get("trf_success"))
-        msg = str(best.message)
+            # The local run that found bh.x (same x and fun), with its own convergence report.
+            best = bh.lowest_optimization_result
+    best_x, best_fun = best.x, float(best.fun)
+    success = bool(best.get("success", True)) or bool(best.get("trf_success"))
+    msg = str(best.get("message", ""))
 
-    pos = form.positive
-    p = np.where(pos, np.exp(np.where(pos, best_x, 0.0)), best_x)
+    p = _from_theta(form, best_x)
     pred = form.evaluate(p, ln, ld, h)[0]
     mre = float(np.mean(np.abs(pred - y) / y) * 100.0)
     fun = best_fun / scale
