@@ -8,14 +8,14 @@ Example:
     >>> laws.optimize(fitted, model_size=7e9, n_tokens=1.5e11).weights  # doctest: +SKIP
 """
 
-from laws.bootstrap import BootstrapResult, bootstrap
+from laws.bootstrap import BootstrapResult, bootstrap, resample_runs
 from laws.evaluate import evaluate, mre, parity_plot, predict_table
 from laws.fit import FitResult, FitSettings, fit
 from laws.fitted import FittedLaw
 from laws.forms import LAWS, Form
 from laws.io import load_laws, save_laws
 from laws.optimize import OptimizeResult, feasible_bounds, optimize, project_capped_simplex
-from laws.runtable import RunTable, load_runs, parse_where
+from laws.runtable import RunTable, drop_repeated_checkpoints, load_runs, parse_where
 
 __all__ = [
     "LAWS",
@@ -27,6 +27,7 @@ __all__ = [
     "OptimizeResult",
     "RunTable",
     "bootstrap",
+    "drop_repeated_checkpoints",
     "evaluate",
     "feasible_bounds",
     "fit",
@@ -38,5 +39,6 @@ __all__ = [
     "parse_where",
     "predict_table",
     "project_capped_simplex",
+    "resample_runs",
     "save_laws",
 ]

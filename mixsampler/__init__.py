@@ -19,8 +19,11 @@ _EXPORTS: dict[str, str] = {
     "MixtureDataset": "mixsampler.dataset",
     "CorruptShardError": "mixsampler.dataset",
     "write_shards": "mixsampler.shards",
+    "ShardResult": "mixsampler.shards",
     "MixtureDataModule": "mixsampler.datamodule",
+    "MixtureLoader": "mixsampler.datamodule",
     "make_plan": "mixsampler.plan",
+    "Plan": "mixsampler.plan",
 }
 
 __all__ = ["__version__", *_EXPORTS]
