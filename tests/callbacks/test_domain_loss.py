@@ -15,21 +15,13 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from tiny_lm import HERE_DIR, TinyLM, samples
+from tiny_lm import HERE_DIR, QUIET_TRAINER, TinyLM, samples
 from torch.utils.data import DataLoader
 
 import laws
 from callbacks import DomainLossLogger
 
-TRAINER_KW = dict(
-    accelerator="cpu",
-    devices=1,
-    logger=False,
-    enable_checkpointing=False,
-    enable_progress_bar=False,
-    enable_model_summary=False,
-    num_sanity_val_steps=0,
-)
+TRAINER_KW = {**QUIET_TRAINER, "devices": 1, "enable_checkpointing": False}
 
 
 def _train_samples(n: int = 24) -> list[dict]:

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from tiny_lm import TinyLM, collate_bytes, write_tar_shards
+from tiny_lm import QUIET_TRAINER, TinyLM, collate_bytes, write_domain_shards
 from torch.utils.data import DataLoader
 
 import laws
@@ -18,21 +18,10 @@ from callbacks import DomainLossLogger, MixtureWeights
 from callbacks._common import count_parameters
 from mixsampler import MixtureDataModule, MixtureDataset
 
-KW = dict(
-    accelerator="cpu",
-    logger=False,
-    enable_progress_bar=False,
-    enable_model_summary=False,
-    num_sanity_val_steps=0,
-)
-
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("mw_shards")
-    for d in "ab":
-        write_tar_shards(root / d, d, 64, per_shard=8)
-    return {d: str(root / d) for d in "ab"}
+    return write_domain_shards(tmp_path_factory.mktemp("mw_shards"), 64)
 
 
 def _dm(shards: dict[str, str], num_workers: int = 0, batch_size: int = 4) -> MixtureDataModule:
@@ -58,7 +47,7 @@ def test_weights_file_reaches_the_first_batch(
         default_root_dir=tmp_path,
         enable_checkpointing=False,
         callbacks=[MixtureWeights(weights_file=path)],
-        **KW,
+        **QUIET_TRAINER,
     )
     trainer.fit(model, datamodule=_dm(shards, num_workers))
     assert model.train_domains[0] == ["b"] * 4
@@ -77,7 +66,7 @@ def test_weights_reach_a_plain_dataloader_over_a_mixture_dataset(shards: dict[st
         max_steps=1,
         enable_checkpointing=False,
         callbacks=[MixtureWeights({"a": 0.0, "b": 1.0}, filename=None)],
-        **KW,
+        **QUIET_TRAINER,
     )
     trainer.fit(model, loader)
     assert model.train_domains[0] == ["b"] * 4
@@ -105,7 +94,11 @@ def test_law_file_is_solved_at_this_runs_n_and_d(shards: dict[str, str], tmp_pat
         law_file=law_path, planned_tokens=1e6, min_weight=0.05, optimize_kwargs=fast
     )
     trainer = pl.Trainer(
-        max_steps=1, default_root_dir=tmp_path, enable_checkpointing=False, callbacks=[cb], **KW
+        max_steps=1,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        callbacks=[cb],
+        **QUIET_TRAINER,
     )
     dm = _dm(shards, batch_size=8)
     trainer.fit(model, datamodule=dm)
@@ -140,15 +133,15 @@ def test_schedule_switches_at_the_step_and_survives_a_resume(
         enable_checkpointing=False,
         default_root_dir=tmp_path / "full",
         callbacks=cbs(),
-        **KW,
+        **QUIET_TRAINER,
     ).fit(full, datamodule=_dm(shards))
     assert [set(b) for b in full.train_domains] == [{"a"}] * 3 + [{"b"}] * 4
 
     first, rest = TinyLM(), TinyLM()
     ck = ModelCheckpoint(dirpath=tmp_path / "ck", every_n_train_steps=5, save_top_k=-1)
-    pl.Trainer(max_steps=5, default_root_dir=tmp_path / "run", callbacks=[*cbs(), ck], **KW).fit(
-        first, datamodule=_dm(shards)
-    )
+    pl.Trainer(
+        max_steps=5, default_root_dir=tmp_path / "run", callbacks=[*cbs(), ck], **QUIET_TRAINER
+    ).fit(first, datamodule=_dm(shards))
     ckpt = tmp_path / "ck" / "epoch=0-step=5.ckpt"
     state = torch.load(ckpt, weights_only=False)["callbacks"]
     (mw_state,) = [v for k, v in state.items() if k.startswith("MixtureWeights")]
@@ -163,7 +156,7 @@ def test_schedule_switches_at_the_step_and_survives_a_resume(
         callbacks=resumed,
         val_check_interval=2,
         limit_val_batches=0,
-        **KW,
+        **QUIET_TRAINER,
     ).fit(rest, datamodule=dm, ckpt_path=str(ckpt))
     assert first.train_keys + rest.train_keys == full.train_keys
     assert dm.weights == {"a": 0.0, "b": 1.0}
@@ -186,7 +179,7 @@ def test_schedule_with_workers_switches_within_the_prefetch_window(
         enable_checkpointing=False,
         default_root_dir=tmp_path,
         callbacks=[MixtureWeights(schedule=schedule)],
-        **KW,
+        **QUIET_TRAINER,
     ).fit(model, datamodule=dm)
     kinds = [set(b) for b in model.train_domains]
     assert kinds[:4] == [{"a"}] * 4

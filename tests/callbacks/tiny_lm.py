@@ -113,4 +113,22 @@ def write_tar_shards(
     return paths
 
 
+def write_domain_shards(
+    root: Path, n: int, *, domains: str = "ab", per_shard: int = 8
+) -> dict[str, str]:
+    """One folder of :func:`write_tar_shards` per domain under ``root``; domain -> folder."""
+    for d in domains:
+        write_tar_shards(root / d, d, n, per_shard=per_shard)
+    return {d: str(root / d) for d in domains}
+
+
+# Trainer arguments of every test run: CPU, no logger, no progress output, no sanity check.
+QUIET_TRAINER: dict[str, Any] = dict(
+    accelerator="cpu",
+    logger=False,
+    enable_progress_bar=False,
+    enable_model_summary=False,
+    num_sanity_val_steps=0,
+)
+
 HERE_DIR = str(Path(__file__).resolve().parent)

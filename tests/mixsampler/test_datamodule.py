@@ -15,23 +15,12 @@ from mixsampler import MixtureDataModule, MixtureDataset
 from mixsampler.datamodule import MixtureCollate, MixtureLoader, ValidationStream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "callbacks"))
-from tiny_lm import TinyLM, write_tar_shards  # noqa: E402
-
-KW = dict(
-    accelerator="cpu",
-    logger=False,
-    enable_progress_bar=False,
-    enable_model_summary=False,
-    num_sanity_val_steps=0,
-)
+from tiny_lm import QUIET_TRAINER, TinyLM, write_domain_shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("shards")
-    for d in "ab":
-        write_tar_shards(root / d, d, 40, per_shard=8)
-    return {d: str(root / d) for d in "ab"}
+    return write_domain_shards(tmp_path_factory.mktemp("shards"), 40)
 
 
 def _dm(shards: dict[str, str], num_workers: int, **kw) -> MixtureDataModule:
@@ -53,14 +42,16 @@ def test_mid_epoch_resume_reproduces_the_uninterrupted_batches(
     torch.set_num_threads(1)
     full = TinyLM()
     pl.seed_everything(0)
-    pl.Trainer(max_steps=8, enable_checkpointing=False, **KW).fit(
+    pl.Trainer(max_steps=8, enable_checkpointing=False, **QUIET_TRAINER).fit(
         full, datamodule=_dm(shards, num_workers)
     )
     first = TinyLM()
     ck = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=3, save_top_k=-1)
-    pl.Trainer(max_steps=3, callbacks=[ck], **KW).fit(first, datamodule=_dm(shards, num_workers))
+    pl.Trainer(max_steps=3, callbacks=[ck], **QUIET_TRAINER).fit(
+        first, datamodule=_dm(shards, num_workers)
+    )
     rest = TinyLM()
-    pl.Trainer(max_steps=8, enable_checkpointing=False, **KW).fit(
+    pl.Trainer(max_steps=8, enable_checkpointing=False, **QUIET_TRAINER).fit(
         rest, datamodule=_dm(shards, num_workers), ckpt_path=str(tmp_path / "epoch=0-step=3.ckpt")
     )
     assert len(full.train_keys) == 8
@@ -74,10 +65,12 @@ def test_without_the_lookahead_lightning_would_skip_a_batch(
     # one batch ahead, and a plain StatefulDataLoader's state already includes it.
     monkeypatch.setitem(MixtureLoader.__init__.__kwdefaults__, "lookahead", 0)
     full, first, rest = TinyLM(), TinyLM(), TinyLM()
-    pl.Trainer(max_steps=5, enable_checkpointing=False, **KW).fit(full, datamodule=_dm(shards, 0))
+    pl.Trainer(max_steps=5, enable_checkpointing=False, **QUIET_TRAINER).fit(
+        full, datamodule=_dm(shards, 0)
+    )
     ck = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=-1)
-    pl.Trainer(max_steps=2, callbacks=[ck], **KW).fit(first, datamodule=_dm(shards, 0))
-    pl.Trainer(max_steps=4, enable_checkpointing=False, **KW).fit(
+    pl.Trainer(max_steps=2, callbacks=[ck], **QUIET_TRAINER).fit(first, datamodule=_dm(shards, 0))
+    pl.Trainer(max_steps=4, enable_checkpointing=False, **QUIET_TRAINER).fit(
         rest, datamodule=_dm(shards, 0), ckpt_path=str(tmp_path / "epoch=0-step=2.ckpt")
     )
     assert first.train_keys + rest.train_keys == full.train_keys[:2] + full.train_keys[3:5]
