@@ -99,7 +99,8 @@ def collect_files(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> li
 
 
 def _read_text(path: str) -> bytes:
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -150,17 +151,27 @@ class _ShardWriter:
             self._tar = None
 
 
-def _chunks(
-    files: Iterable[str], size: int, separator: bytes, result: ShardResult
-) -> Iterator[bytes]:
-    buf = bytearray()
-    first = True
+def _texts(files: Iterable[str], result: ShardResult) -> Iterator[bytes]:
+    """The contents of the non-empty files; counts the files read and the empty ones."""
     for path in files:
         data = _read_text(path)
         result.files += 1
         if not data:
             result.skipped_files += 1
             continue
+        yield data
+
+
+def _chunks(
+    texts: Iterable[bytes], size: int, separator: bytes, result: ShardResult
+) -> Iterator[bytes]:
+    """Join the texts with ``separator`` and cut them into pieces of ``size`` bytes.
+
+    The tail that fills no piece is counted in ``result.dropped_tokens``.
+    """
+    buf = bytearray()
+    first = True
+    for data in texts:
         if not first:
             buf += separator
         first = False
@@ -240,20 +251,12 @@ def write_shards(
         files_iter = files
     writer = _ShardWriter(out, domain, samples_per_shard)
     try:
-        if chunk_tokens is None:
-            for path in files_iter:
-                data = _read_text(path)
-                result.files += 1
-                if not data:
-                    result.skipped_files += 1
-                    continue
-                writer.add(data)
-                result.tokens += len(data)
-        else:
-            sep = separator.encode("utf-8")
-            for chunk in _chunks(files_iter, chunk_tokens, sep, result):
-                writer.add(chunk)
-                result.tokens += len(chunk)
+        samples = _texts(files_iter, result)
+        if chunk_tokens is not None:
+            samples = _chunks(samples, chunk_tokens, separator.encode("utf-8"), result)
+        for data in samples:
+            writer.add(data)
+            result.tokens += len(data)
     finally:
         writer.close()
     result.paths = writer.paths
