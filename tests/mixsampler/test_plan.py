@@ -41,27 +41,12 @@ def test_every_mixture_is_on_the_simplex_above_the_minimum(
     k: int, design: str, frac: float, n: int, seed: int
 ) -> None:
     m = frac / k
-    plan = make_plan(
-        [f"d{i}" for i in range(k)],
-        token_budgets=[1e6],
-        design=design,
-        n_mixtures=n,
-        min_weight=m,
-        seed=seed,
-        law=None,
-    )
+    kw = dict(token_budgets=[1e6], design=design, n_mixtures=n, min_weight=m, seed=seed, law=None)
+    plan = make_plan([f"d{i}" for i in range(k)], **kw)
     assert plan.weights.shape == (n, k)
     np.testing.assert_allclose(plan.weights.sum(axis=1), 1.0, atol=1e-12)
     assert (plan.weights >= m - 1e-12).all()
-    again = make_plan(
-        [f"d{i}" for i in range(k)],
-        token_budgets=[1e6],
-        design=design,
-        n_mixtures=n,
-        min_weight=m,
-        seed=seed,
-        law=None,
-    )
+    again = make_plan([f"d{i}" for i in range(k)], **kw)
     np.testing.assert_array_equal(plan.weights, again.weights)
 
 
