@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,6 +25,25 @@ def check_model_size(model_size: Any) -> int | str:
     raise ValueError(
         f"model_size can be {', '.join(MODEL_SIZE_MODES)} or a positive int, got {model_size!r}"
     )
+
+
+def check_weights(weights: Any, name: str) -> dict[str, float]:
+    """Validate a domain -> weight mapping (finite, >= 0, not all 0); return it as floats.
+
+    Example:
+        >>> check_weights({"a": 3, "b": 1}, "weights")
+        {'a': 3.0, 'b': 1.0}
+    """
+    if not isinstance(weights, Mapping) or not weights:
+        raise ValueError(f"{name} must map domain names to weights, got {weights!r}")
+    out = {}
+    for d, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{name}[{d!r}] must be a finite number >= 0, got {w!r}")
+        out[str(d)] = float(w)
+    if sum(out.values()) <= 0:
+        raise ValueError(f"{name} must have a positive weight, got {dict(weights)}")
+    return out
 
 
 def count_parameters(module: nn.Module, mode: int | str = "non_embedding") -> int:

@@ -55,7 +55,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from callbacks._common import check_model_size, count_parameters, find_mixture_dataset
+from callbacks._common import (
+    check_model_size,
+    check_weights,
+    count_parameters,
+    find_mixture_dataset,
+)
 
 __all__ = ["DomainLossLogger"]
 
@@ -115,7 +120,7 @@ class DomainLossLogger(Callback):
             if len(set(domains)) != len(domains):
                 raise ValueError(f"domains must be distinct, got {list(domains)}")
         if weights is not None:
-            _check_weights(weights, "weights")
+            check_weights(weights, "weights")
         if tokens_per_sample is not None and (
             isinstance(tokens_per_sample, bool)
             or not isinstance(tokens_per_sample, int)
@@ -510,16 +515,6 @@ class DomainLossLogger(Callback):
         }
         if self._consumed is not None:
             self._consumed.zero_()
-
-
-def _check_weights(weights: Any, name: str) -> None:
-    if not isinstance(weights, Mapping) or not weights:
-        raise ValueError(f"{name} must map domain names to shares, got {weights!r}")
-    for d, w in weights.items():
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"{name}[{d!r}] must be a non-negative number, got {w!r}")
-    if sum(weights.values()) <= 0:
-        raise ValueError(f"{name} must have a positive sum, got {dict(weights)}")
 
 
 def _default_run_name(trainer: pl.Trainer) -> str:

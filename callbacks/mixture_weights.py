@@ -39,7 +39,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from callbacks._common import check_model_size, count_parameters, find_mixture_dataset
+from callbacks._common import (
+    check_model_size,
+    check_weights,
+    count_parameters,
+    find_mixture_dataset,
+)
 
 __all__ = ["MixtureWeights"]
 
@@ -144,7 +149,7 @@ class MixtureWeights(Callback):
         if weights_file is not None:
             weights = _read_weights_file(self.weights_file)
         if weights is not None:
-            weights = _check_weights(weights, "weights")
+            weights = check_weights(weights, "weights")
         elif self.schedule and self.schedule[0][0] == 0 and law_file is None:
             weights = self.schedule[0][1]
         self._weights: dict[str, float] | None = dict(weights) if weights is not None else None
@@ -317,19 +322,6 @@ class MixtureWeights(Callback):
             self._write_json(self._trainer)
 
 
-def _check_weights(weights: Any, name: str) -> dict[str, float]:
-    if not isinstance(weights, Mapping) or not weights:
-        raise ValueError(f"{name} must map domain names to weights, got {weights!r}")
-    out = {}
-    for d, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"{name}[{d!r}] must be a finite number >= 0, got {w!r}")
-        out[str(d)] = float(w)
-    if sum(out.values()) <= 0:
-        raise ValueError(f"{name} must have a positive weight, got {dict(weights)}")
-    return out
-
-
 def _read_weights_file(path: Path) -> dict[str, float]:
     if not path.is_file():
         raise FileNotFoundError(f"weights_file {str(path)!r} does not exist")
@@ -342,7 +334,7 @@ def _read_weights_file(path: Path) -> dict[str, float]:
             f'weights_file {str(path)!r} must hold {{"weights": {{domain: weight}}}}, got'
             f" keys {sorted(content) if isinstance(content, Mapping) else type(content).__name__}"
         )
-    return _check_weights(content["weights"], f"{path}: weights")
+    return check_weights(content["weights"], f"{path}: weights")
 
 
 def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
@@ -368,5 +360,5 @@ def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
             raise ValueError(
                 f"schedule steps must increase, got {step} after {out[-1][0]} at schedule[{i}]"
             )
-        out.append((step, _check_weights(weights, f"schedule[{i}]['weights']")))
+        out.append((step, check_weights(weights, f"schedule[{i}]['weights']")))
     return out

@@ -148,7 +148,7 @@ def test_validation_step_outside_the_contract_is_named(tmp_path: Path) -> None:
             "model_size can be non_embedding, total or a positive int, got 'embedding'",
         ),
         ({"model_size": -3}, "got -3"),
-        ({"weights": {"a": -1.0}}, r"weights\['a'\] must be a non-negative number, got -1.0"),
+        ({"weights": {"a": -1.0}}, r"weights\['a'\] must be a finite number >= 0, got -1.0"),
         ({"domains": "abc"}, "domains must be a list of domain names, got 'abc'"),
         ({"tokens_per_sample": 0}, "tokens_per_sample must be a positive int, got 0"),
         ({"run": ""}, "run must be a non-empty"),
