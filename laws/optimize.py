@@ -141,7 +141,10 @@ def feasible_bounds(
                         f"n_tokens {n_tokens:.6g} = {cap:.6g}"
                     )
     elif isinstance(max_repeat, Mapping) and max_repeat:
-        raise ValueError("max_repeat needs available (tokens per domain) to mean anything")
+        raise ValueError(
+            f"max_repeat {dict(max_repeat)} needs available (tokens per domain) to mean "
+            "anything, got available=None"
+        )
     clash = [
         f"{d}: min_weight {lo[i]:.6g} > upper bound {hi[i]:.6g} ({why.get(d, 'max 1')})"
         for i, d in enumerate(domains)

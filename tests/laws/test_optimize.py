@@ -114,6 +114,7 @@ def test_constraints_are_respected() -> None:
         ({"max_weight": {"zz": 0.1}}, r"max_weight names unknown domain\(s\) zz"),
         ({"min_weight": -0.1}, r"min_weight must be finite and >= 0"),
         ({"objective": {"nope": 1.0}}, r"objective names target\(s\) nope without a law"),
+        ({"max_repeat": {"a": 2.0}}, r"max_repeat \{'a': 2\.0\} needs available"),
     ],
 )
 def test_infeasible_or_bad_constraints_raise_naming_them(kw: dict, match: str) -> None:
