@@ -80,11 +80,8 @@ def find_mixture_dataset(trainer: Any) -> Any | None:
     ds = getattr(dm, "train_dataset", None) if dm is not None else None
     if _is_mixture(ds):
         return ds
-    loader = None
-    try:
-        loader = trainer.train_dataloader
-    except Exception:  # noqa: BLE001 - Lightning raises different errors before fit
-        loader = None
+    # None until the fit loop has built its loaders (Lightning 2.x returns None, no error).
+    loader = getattr(trainer, "train_dataloader", None)
     if loader is None:
         source = getattr(getattr(trainer, "fit_loop", None), "_data_source", None)
         instance = getattr(source, "instance", None)
