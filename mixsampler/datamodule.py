@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data import default_collate as _default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from mixsampler.dataset import MixtureDataset
+from mixsampler.dataset import _EXHAUSTION, _ON_CORRUPT, _UNITS, MixtureDataset
 
 __all__ = ["MixtureDataModule", "MixtureLoader", "ValidationStream", "resolve_callable"]
 
@@ -368,20 +368,20 @@ class MixtureDataModule(pl.LightningDataModule):
             or val_batch_size < 1
         ):
             raise ValueError(f"val_batch_size must be an int >= 1 or None, got {val_batch_size!r}")
-        if unit not in ("samples", "tokens"):
-            raise ValueError(f"unit can be samples, tokens, got {unit!r}")
+        if unit not in _UNITS:
+            raise ValueError(f"unit can be {', '.join(_UNITS)}, got {unit!r}")
         if (
             isinstance(shuffle_buffer, bool)
             or not isinstance(shuffle_buffer, int)
             or (shuffle_buffer < 1)
         ):
             raise ValueError(f"shuffle_buffer must be an int >= 1, got {shuffle_buffer!r}")
-        if on_corrupt not in ("warn", "raise"):
-            raise ValueError(f"on_corrupt can be warn, raise, got {on_corrupt!r}")
+        if on_corrupt not in _ON_CORRUPT:
+            raise ValueError(f"on_corrupt can be {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
         policies = exhaustion.values() if isinstance(exhaustion, Mapping) else [exhaustion]
         for policy in policies:
-            if policy not in ("repeat", "stop", "error"):
-                raise ValueError(f"exhaustion can be repeat, stop, error, got {policy!r}")
+            if policy not in _EXHAUSTION:
+                raise ValueError(f"exhaustion can be {', '.join(_EXHAUSTION)}, got {policy!r}")
         # Missing shards, empty datasets: named now, not after the trainer has started.
         from mixsampler.sources import source_spec
 

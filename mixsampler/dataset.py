@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MixtureDataset", "CorruptShardError"]
 
+# The valid option values, also checked early by MixtureDataModule.
 _UNITS = ("samples", "tokens")
 _EXHAUSTION = ("repeat", "stop", "error")
 _ON_CORRUPT = ("warn", "raise")
@@ -159,9 +160,11 @@ class MixtureDataset(IterableDataset):
             raise ValueError(f"unit can be {', '.join(_UNITS)}, got {unit!r}")
         if length_fn is not None and not callable(length_fn):
             raise ValueError(f"length_fn must be callable or None, got {length_fn!r}")
-        if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int):
-            raise ValueError(f"shuffle_buffer must be an integer >= 1, got {shuffle_buffer!r}")
-        if shuffle_buffer < 1:
+        if (
+            isinstance(shuffle_buffer, bool)
+            or not isinstance(shuffle_buffer, int)
+            or shuffle_buffer < 1
+        ):
             raise ValueError(f"shuffle_buffer must be an integer >= 1, got {shuffle_buffer!r}")
         if on_corrupt not in _ON_CORRUPT:
             raise ValueError(f"on_corrupt can be {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
