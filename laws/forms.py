@@ -208,7 +208,10 @@ class Form:
         """Cut a parameter vector into its blocks (arrays for per-domain ones)."""
         p = np.asarray(p, dtype=float)
         if p.shape != (self.n_params,):
-            raise ValueError(f"expected {self.n_params} parameters for {self.law}, got {p.shape}")
+            raise ValueError(
+                f"p must have shape ({self.n_params},) (the {self.law} law's parameters), "
+                f"got shape {p.shape}"
+            )
         out: dict[str, np.ndarray | float] = {}
         i = 0
         for b in self.blocks:
