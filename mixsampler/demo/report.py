@@ -120,6 +120,18 @@ def _reading_lines(results: Mapping[str, Any]) -> list[str]:
             f"(measured best to worst: {', '.join(order_m)}; predicted: "
             f"{', '.join(order_p)})."
         )
+    for obj in results["objectives"]:
+        opt = by_mix[f"optimized-{obj}"]["objective"][obj]
+        for base in BASELINES:
+            other = by_mix[base]["objective"][obj]
+            predicted_gain = other["predicted"] - opt["predicted"]
+            noise = max(other["spread"], opt["spread"])
+            if predicted_gain <= noise:
+                lines.append(
+                    f"- {obj}: the law itself predicted optimized-{obj} to beat {base} by only "
+                    f"{predicted_gain:+.4f}, not more than the seed spread ({noise:.4f}): "
+                    "a gain that small cannot be told from seed noise at this size."
+                )
     bt = results["main"].get("by_tokens")
     if bt:
         d = _fmt_int(bt["proxy_tokens_max"])
@@ -130,6 +142,13 @@ def _reading_lines(results: Mapping[str, Any]) -> list[str]:
             f"signed error {w['bias']:+.2f}%, {w['rows']} validations); beyond it (N and D "
             f"extrapolated) {b['mre']:.2f}% ({b['bias']:+.2f}%, {b['rows']} validations)."
         )
+        if b["mre"] > 2 * w["mre"] and b["bias"] > 0:
+            lines.append(
+                "- The main runs' loss keeps falling faster with D than the power law fitted "
+                "on the proxies: the law over-predicts more the further it extrapolates in D. "
+                "The proxies' curves have not reached the regime where L(D) bends like "
+                "E + B/D^beta, so their fit cannot foresee the main runs' later drop."
+            )
     return lines
 
 
