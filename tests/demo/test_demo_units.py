@@ -92,11 +92,14 @@ def test_validation_step_contract_matches_the_mean_loss() -> None:
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(d_model=16, n_head=2, n_layer=1, seq_len=8), TrainConfig())
     tokens = torch.randint(0, 256, (4, 9))
-    out = model.validation_step({"tokens": tokens, "__domain__": list("abab")}, 0)
+    with torch.no_grad():  # as Lightning runs validation
+        out = model.validation_step({"tokens": tokens, "__domain__": list("abab")}, 0)
     assert out["domain"] == list("abab")
     assert out["n_tokens"].tolist() == [8] * 4
     mean = float(out["loss_sum"].sum() / out["n_tokens"].sum())
-    assert math.isclose(mean, float(model._token_losses(tokens).mean()), rel_tol=1e-5)
+    with torch.no_grad():
+        direct = float(model._token_losses(tokens).mean())
+    assert math.isclose(mean, direct, rel_tol=1e-5)
     # near-uniform predictions at initialisation: about log(256) nats per byte
     assert abs(mean - math.log(256)) < 0.1
 
@@ -105,8 +108,9 @@ def test_packed_samples_score_every_sequence() -> None:
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(d_model=16, n_head=2, n_layer=1, seq_len=8), TrainConfig())
     seqs = torch.randint(0, 256, (6, 9))
-    single = model.validation_step({"tokens": seqs}, 0)
-    packed = model.validation_step({"tokens": seqs.reshape(2, 27)}, 0)
+    with torch.no_grad():
+        single = model.validation_step({"tokens": seqs}, 0)
+        packed = model.validation_step({"tokens": seqs.reshape(2, 27)}, 0)
     assert packed["n_tokens"].tolist() == [24, 24]
     assert torch.allclose(packed["loss_sum"], single["loss_sum"].view(2, 3).sum(1), atol=1e-4)
     with pytest.raises(ValueError, match="whole sequences"):
