@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install
@@ -29,7 +30,7 @@ demo-quick: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check mixsampler callbacks laws tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info
