@@ -155,6 +155,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     for t in bar:
         bar.set_postfix_str(t)
         res = fit(table, args.law, t, seed=args.seed)
+        # Recorded so that `optimize --runs ... --bootstrap` refits on the same rows.
+        res.law.fit["where"] = args.where
         fitted[t] = res.law
         rows.append(res)
     save_laws(args.output, fitted)
@@ -288,7 +290,8 @@ def _intervals(
     settings = FitSettings(
         **{k: v for k, v in (first.get("settings") or {}).items() if k in fields}
     )
-    table = load_runs(args.runs)
+    # The rows the laws were fitted on: the same filter as `mixsampler fit --where`.
+    table = load_runs(args.runs, where=first.get("where"))
     domains = next(iter(fitted.values())).domains
     if set(table.domains) != set(domains):
         raise ValueError(
