@@ -399,11 +399,28 @@ def _objective_series(
     return np.asarray(meas), np.asarray(pred)
 
 
-def plot_parity(results: Mapping[str, Any], out: Path) -> Path:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend: the demo runs headless, in CI and over ssh."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG and free it (a long demo draws many)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_parity(results: Mapping[str, Any], out: Path) -> Path:
+    plt = _pyplot()
 
     import laws
 
@@ -439,20 +456,13 @@ def plot_parity(results: Mapping[str, Any], out: Path) -> Path:
         ax.set_ylabel("predicted loss")
         ax.set_title(f"{law} law, all targets")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "parity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "parity.png")
 
 
 def plot_curves(results: Mapping[str, Any], out: Path) -> Path:
     """Loss vs tokens per mixture with the fitted curves: main runs (top), and the largest
     proxy size against the law fitted without it (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     import laws
 
@@ -518,18 +528,11 @@ def plot_curves(results: Mapping[str, Any], out: Path) -> Path:
         )
         ax.set_xlabel("tokens D")
         ax.set_ylabel("loss (nats/byte)")
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "curves.png")
 
 
 def plot_weights(results: Mapping[str, Any], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     domains = results["domains"]
     mixes = list(results["mixtures"])
@@ -545,18 +548,11 @@ def plot_weights(results: Mapping[str, Any], out: Path) -> Path:
     ax.set_ylabel("weight")
     ax.set_title("main-run mixtures")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "weights.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "weights.png")
 
 
 def plot_main(results: Mapping[str, Any], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     objectives = list(results["objectives"])
     mixes = list(results["mixtures"])
@@ -589,11 +585,7 @@ def plot_main(results: Mapping[str, Any], out: Path) -> Path:
         ax.set_title(objective_label(results, obj), fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle("main runs: each dot one seed, bar = spread over seeds", fontsize=10)
-    fig.tight_layout()
-    path = out / "main_runs.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "main_runs.png")
 
 
 def write_report(results: Mapping[str, Any], out: Path) -> Path:
