@@ -1,0 +1,1 @@
+"""One module per law verb (fit, predict, optimize, evaluate); ``laws.cli`` registers them."""

@@ -1,0 +1,182 @@
+"""The ``optimize`` verb: the weights minimising predicted loss at (N, D), as WEIGHTS.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from laws.commands.args import number, pairs, scalar_or_pairs
+
+if TYPE_CHECKING:
+    from laws.fitted import FittedLaw
+    from laws.optimize import OptimizeResult
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``optimize`` verb to the ``mixsampler`` parser."""
+    p = subparsers.add_parser("optimize", help="optimal domain weights for a run of size N, D")
+    p.add_argument("law_file", help="LAW.json")
+    p.add_argument("--model-size", required=True, help="N, e.g. 7e9")
+    p.add_argument("--tokens", required=True, help="D, e.g. 1.5e11")
+    p.add_argument("--objective", help="target weights t1=w1,t2=w2 (default: all targets equally)")
+    p.add_argument(
+        "--min-weight", action="append", help="minimum weight: X for all domains, or d=x"
+    )
+    p.add_argument("--max-weight", action="append", help="maximum weight d=x (repeatable)")
+    p.add_argument("--available", action="append", help="tokens a domain has, d=TOKENS")
+    p.add_argument("--max-repeat", action="append", help="repetitions allowed: R for all, or d=R")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    p.add_argument("--runs", nargs="+", help="run tables LAW.json was fitted on (with --bootstrap)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="B",
+        help="refit on B resamples of whole runs and add intervals to WEIGHTS.json",
+    )
+    p.add_argument(
+        "--confidence", type=float, default=0.9, help="coverage of the intervals (default 0.9)"
+    )
+    p.add_argument("-o", "--output", required=True, help="WEIGHTS.json to write")
+    p.set_defaults(func=_cmd_optimize)
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from laws.io import load_laws
+    from laws.optimize import optimize
+
+    if (args.bootstrap is None) != (not args.runs):
+        given, missing = (
+            ("--bootstrap", "--runs") if args.runs is None else ("--runs", "--bootstrap")
+        )
+        raise ValueError(f"--bootstrap and --runs go together: got {given} without {missing}")
+    if args.bootstrap is not None and args.bootstrap < 2:
+        raise ValueError(f"--bootstrap must be >= 2 resamples, got {args.bootstrap}")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    fitted = load_laws(args.law_file)
+    objective = pairs([args.objective], "--objective") if args.objective else None
+    min_w = scalar_or_pairs(args.min_weight, "--min-weight")
+    max_repeat = scalar_or_pairs(args.max_repeat, "--max-repeat")
+    opt_kwargs: dict[str, Any] = {
+        "model_size": number(args.model_size, "--model-size"),
+        "n_tokens": number(args.tokens, "--tokens"),
+        "objective": objective,
+        "min_weight": 0.0 if min_w is None else min_w,
+        "max_weight": pairs(args.max_weight, "--max-weight") or None,
+        "available": pairs(args.available, "--available") or None,
+        "max_repeat": 1.0 if max_repeat is None else max_repeat,
+        "seed": args.seed,
+    }
+    res = optimize(fitted, **opt_kwargs)
+    doc: dict[str, Any] = res.to_json()
+    doc["law_file"] = str(args.law_file)
+    if args.bootstrap is not None:
+        doc["intervals"] = _intervals(args, fitted, res, opt_kwargs)
+    Path(args.output).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    width = max(len(d) for d in res.weights)
+    iv = doc.get("intervals")
+    for d, w in res.weights.items():
+        band = ""
+        if iv:
+            lo, hi = iv["weights"][d]
+            band = f"  [{lo * 100:6.2f}, {hi * 100:6.2f}]"
+        print(f"{d:<{width}} {w * 100:7.2f} %{band}")
+    for t, v in res.predicted_loss.items():
+        band = ""
+        if iv:
+            lo, hi = iv["predicted_loss"][t]
+            band = f"  [{lo:.4f}, {hi:.4f}]"
+        print(f"predicted {t}_loss = {v:.4f}{band}")
+    if iv:
+        print(
+            f"{iv['confidence']:.0%} intervals over {iv['n_boot']} resamples of runs "
+            f"({iv['n_converged']} converged)"
+        )
+    print(f"{res.message}; wrote {args.output}")
+    return 0
+
+
+def _intervals(
+    args: argparse.Namespace,
+    fitted: dict[str, FittedLaw],
+    res: OptimizeResult,
+    opt_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """Bootstrap the laws of LAW.json over the runs of ``--runs``: the ``intervals`` entry.
+
+    Each resample refits the same law with the settings and seed LAW.json records, then
+    re-optimizes under the same constraints. The weight interval is over the resamples'
+    optimal weights; the loss interval is over the resamples' predictions at the weights
+    written to WEIGHTS.json (the mixture a user would train with).
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from laws.bootstrap import bootstrap
+    from laws.fit import FitSettings
+    from laws.runtable import load_runs
+
+    names = {t: law.law for t, law in fitted.items()}
+    if len(set(names.values())) != 1:
+        raise ValueError(
+            f"--bootstrap refits one law for every target, but {args.law_file} holds "
+            + ", ".join(f"{t}: {n}" for t, n in names.items())
+        )
+    recorded = {t: law.fit for t, law in fitted.items()}
+    first = next(iter(recorded.values()))
+    for t, rec in recorded.items():
+        if (rec.get("settings"), rec.get("seed")) != (first.get("settings"), first.get("seed")):
+            raise ValueError(
+                f"--bootstrap refits every target with one set of fit settings, but in "
+                f"{args.law_file} target {t!r} was fitted with other settings or seed than "
+                f"{next(iter(recorded))!r}"
+            )
+    fields = {f.name for f in dataclasses.fields(FitSettings)}
+    settings = FitSettings(
+        **{k: v for k, v in (first.get("settings") or {}).items() if k in fields}
+    )
+    # The rows the laws were fitted on: the same filter as `mixsampler fit --where`.
+    table = load_runs(args.runs, where=first.get("where"))
+    domains = next(iter(fitted.values())).domains
+    if set(table.domains) != set(domains):
+        raise ValueError(
+            f"--runs {', '.join(args.runs)} have domains {', '.join(table.domains)}, but the "
+            f"laws in {args.law_file} are over {', '.join(domains)}"
+        )
+    h = np.array([res.weights[d] for d in table.domains])
+    boot = bootstrap(
+        table,
+        next(iter(names.values())),
+        list(fitted),
+        n_boot=args.bootstrap,
+        seed=int(first.get("seed", 0)),
+        predict_at=(res.model_size, res.n_tokens, h),
+        optimize_at=opt_kwargs,
+        level=args.confidence,
+        settings=settings,
+        progress=True,
+    )
+    for t, r in boot.full.items():
+        if fitted[t].fingerprint and r.law.fingerprint != fitted[t].fingerprint:
+            log.warning(
+                "%s: the rows of --runs differ from those %s was fitted on; the intervals "
+                "are around a refit on --runs",
+                t,
+                args.law_file,
+            )
+    pred = boot.prediction_interval()
+    return {
+        "confidence": args.confidence,
+        "n_boot": args.bootstrap,
+        "n_converged": int(boot.converged.sum()),
+        "weights": {d: [lo, hi] for d, (lo, hi) in boot.weight_interval().items()},
+        "predicted_loss": {t: [float(lo[0]), float(hi[0])] for t, (lo, hi) in pred.items()},
+        "predicted_loss_at": "weights",
+        "runs": [str(p) for p in args.runs],
+    }
