@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["CorruptShardError", "expand_shards", "check_shards", "iter_tar"]
+__all__ = ["CorruptShardError", "expand_shards", "check_shards", "iter_tar", "walk_tar"]
 
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext
 _META = re.compile(r"__[^/]*__($|/)")  # webdataset skips members such as __meta__.json
@@ -100,6 +100,20 @@ def iter_tar(
     bad header after the first one as the end of the archive, silently dropping the rest; the
     check for non-zero bytes after the end catches that.
     """
+    for sample, _, end, _ in walk_tar(url, start, on_corrupt):
+        yield sample, end
+
+
+def walk_tar(
+    url: str, start: int, on_corrupt: Callable[[str, str], None], *, read: bool = True
+) -> Iterator[tuple[dict[str, Any], int, int, list[tuple[str, int, int]]]]:
+    """:func:`iter_tar` with each sample's layout: ``(sample, start, end, members)``.
+
+    ``start`` is the byte offset of the sample's first header, ``members`` lists ``(extension,
+    data offset, data size)`` in file order, which is all :mod:`mixsampler.index` needs to read
+    the sample again without parsing headers. With ``read=False`` member data is skipped and
+    the sample's values are None (building an index needs only the layout).
+    """
     try:
         stream = _open(url)
     except FileNotFoundError:
@@ -116,6 +130,8 @@ def iter_tar(
         # or to the one after it. Both are *suspect* and only pass if they have the same fields
         # as the last intact sample of the shard, so no half sample reaches training.
         current: dict[str, Any] | None = None
+        first = 0  # byte offset of the current sample's first header
+        members: list[tuple[str, int, int]] = []
         suspect = False  # the pending sample touches corrupt data
         suspect_next = False  # the next new sample follows corrupt data
         fields: frozenset[str] | None = None  # fields of the last intact sample
@@ -141,15 +157,17 @@ def iter_tar(
                     if m is None or ("__" in name and _META.search(name)):
                         continue
                     key, ext = m.group(1), m.group(2).lower()
-                    data = tf.extractfile(info).read()
+                    data = tf.extractfile(info).read() if read else None
                     if current is not None and current["__key__"] != key:
                         if intact(current, suspect):
-                            yield current, offset
+                            yield current, first, offset, members
                         current = None
                     if current is None:
                         current = {"__key__": key, "__url__": url}
+                        first, members = offset, []
                         suspect, suspect_next = suspect_next, False
                     current[ext] = data
+                    members.append((ext, base + info.offset_data, info.size))
                 end = base + tf.offset
                 if seekable:
                     stream.seek(end)
@@ -157,7 +175,7 @@ def iter_tar(
                     if tail not in (b"", _ZERO_BLOCK):
                         raise tarfile.ReadError(f"invalid tar header at byte {end}")
                 if current is not None and intact(current, suspect):
-                    yield current, end
+                    yield current, first, end, members
                 return
             except (tarfile.TarError, EOFError) as err:
                 bad = base + (tf.offset if tf is not None else 0)
