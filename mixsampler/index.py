@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 import warnings
@@ -40,6 +41,7 @@ from mixsampler.tario import _is_local, _local_path, walk_tar
 __all__ = ["ShardIndex", "build_index", "load_index", "shard_info", "clear_cache"]
 
 _VERSION = 1
+_MAGIC = b"MIXIDX1\n"
 # Full indexes kept per process: a slot reads one or two shards of a domain at a time, so a
 # small LRU bounds memory in a domain of thousands of shards.
 _FULL_CACHE_SIZE = 16
@@ -51,47 +53,54 @@ _warned: set[str] = set()
 
 @dataclass(frozen=True)
 class ShardIndex:
-    """Where the samples of one shard are.
+    """Where the samples of one shard are (arrays, memory-mapped when loaded from a file).
 
     Attributes:
         url: the shard.
         stamp: ``(size, mtime_ns)`` of the shard it was built from; None for streams.
-        keys: sample keys in file order.
-        first: ``count + 1`` member numbers: sample ``i`` owns members ``first[i]:first[i+1]``.
-        offset: byte offset of each member's data; ``size``: its length; ``ext``: its
-            extension, as a number into ``exts``.
-        starts: byte offset of each sample's first header (where a stream skips to).
+        arrays: ``first`` (``count + 1`` member numbers: sample ``i`` owns members
+            ``first[i]:first[i+1]``), per member ``offset`` and ``size`` of its data and
+            ``ext`` (a number into ``exts``), per sample ``starts`` (byte offset of its first
+            header, where a stream skips to), and the keys as ``keyblob`` cut at ``keyoff``.
+        exts: the extensions met in the shard.
         events: ``(sample number, message)`` of corrupt data met while building, reported by
             the slot that reads that sample (once per pass over the whole job).
     """
 
     url: str
     stamp: tuple[int, int] | None
-    keys: tuple[str, ...]
-    first: np.ndarray
-    offset: np.ndarray
-    size: np.ndarray
-    ext: np.ndarray
+    arrays: dict[str, np.ndarray]
     exts: tuple[str, ...]
-    starts: np.ndarray
     events: tuple[tuple[int, str], ...] = field(default=())
 
     @property
     def count(self) -> int:
-        return len(self.keys)
+        return len(self.arrays["starts"])
+
+    def key(self, i: int) -> str:
+        off = self.arrays["keyoff"]
+        raw = self.arrays["keyblob"][int(off[i]) : int(off[i + 1])]
+        return raw.tobytes().decode("utf-8", "surrogateescape")
+
+    def span(self, i: int) -> tuple[int, int]:
+        """Byte range ``[lo, hi)`` holding sample ``i``'s member data (one read)."""
+        first, offset, size = self.arrays["first"], self.arrays["offset"], self.arrays["size"]
+        last = int(first[i + 1]) - 1
+        return int(offset[int(first[i])]), int(offset[last] + size[last])
 
     def read(self, i: int, f: BinaryIO | None = None) -> dict[str, Any]:
         """Sample ``i`` as :func:`~mixsampler.tario.iter_tar` gives it, in one read.
 
         Args:
             i: sample number in the shard.
-            f: an open binary file of the shard (the caller keeps it open between samples).
+            f: an open binary file of the shard (the caller keeps it open between samples;
+                unbuffered, so a read costs the sample's bytes, not a buffer's).
         """
-        lo_m, hi_m = int(self.first[i]), int(self.first[i + 1])
-        lo = int(self.offset[lo_m])
-        hi = int(self.offset[hi_m - 1] + self.size[hi_m - 1])
+        arrays = self.arrays
+        lo_m, hi_m = int(arrays["first"][i]), int(arrays["first"][i + 1])
+        lo, hi = self.span(i)
         if f is None:
-            with open(_local_path(self.url), "rb") as g:
+            with open(_local_path(self.url), "rb", buffering=0) as g:
                 g.seek(lo)
                 buf = g.read(hi - lo)
         else:
@@ -99,11 +108,11 @@ class ShardIndex:
             buf = f.read(hi - lo)
         if len(buf) != hi - lo:
             raise OSError(f"shard {self.url} is shorter than its index says: it changed")
-        sample: dict[str, Any] = {"__key__": self.keys[i], "__url__": self.url}
-        exts = self.exts
+        sample: dict[str, Any] = {"__key__": self.key(i), "__url__": self.url}
+        exts, ext, offset, size = self.exts, arrays["ext"], arrays["offset"], arrays["size"]
         for m in range(lo_m, hi_m):
-            at = int(self.offset[m]) - lo
-            sample[exts[self.ext[m]]] = buf[at : at + int(self.size[m])]
+            at = int(offset[m]) - lo
+            sample[exts[ext[m]]] = buf[at : at + int(size[m])]
         return sample
 
 
@@ -119,7 +128,7 @@ def _stamp(url: str) -> tuple[int, int] | None:
 
 def _walk(url: str) -> ShardIndex:
     events: list[tuple[int, str]] = []
-    keys: list[str] = []
+    keys: list[bytes] = []
     first, offset, size, ext, starts = [0], [], [], [], []
     exts: dict[str, int] = {}
     stamp = _stamp(url)
@@ -128,28 +137,27 @@ def _walk(url: str) -> ShardIndex:
         events.append((len(keys), message))
 
     for sample, start, _, members in walk_tar(url, 0, on_corrupt, read=False):
-        keys.append(sample["__key__"])
+        keys.append(sample["__key__"].encode("utf-8", "surrogateescape"))
         starts.append(start)
         for e, off, n in members:
             offset.append(off)
             size.append(n)
             ext.append(exts.setdefault(e, len(exts)))
         first.append(len(offset))
-    # An event after the last sample belongs to the last one; a shard without intact samples
-    # keeps its events at 0 and the reader reports them at the next shard's first sample.
+    # An event after the last sample belongs to the last one; the reader reports the events
+    # of a shard without intact samples at the next shard's first sample.
     last = max(len(keys) - 1, 0)
-    return ShardIndex(
-        url=url,
-        stamp=stamp,
-        keys=tuple(keys),
-        first=np.asarray(first, np.int64),
-        offset=np.asarray(offset, np.int64),
-        size=np.asarray(size, np.int64),
-        ext=np.asarray(ext, np.int32),
-        exts=tuple(exts),
-        starts=np.asarray(starts, np.int64),
-        events=tuple((min(i, last), m) for i, m in events),
-    )
+    arrays = {
+        "first": np.asarray(first, np.int64),
+        "offset": np.asarray(offset, np.int64),
+        "size": np.asarray(size, np.int64),
+        "ext": np.asarray(ext, np.int32),
+        "starts": np.asarray(starts, np.int64),
+        "keyoff": np.cumsum([0] + [len(k) for k in keys], dtype=np.int64),
+        "keyblob": np.frombuffer(b"".join(keys), np.uint8),
+    }
+    events_ = tuple((min(i, last), m) for i, m in events)
+    return ShardIndex(url=url, stamp=stamp, arrays=arrays, exts=tuple(exts), events=events_)
 
 
 def sidecar_path(url: str) -> str:
@@ -180,22 +188,26 @@ def _meta(idx: ShardIndex) -> dict[str, Any]:
 
 
 def _save(idx: ShardIndex, path: str) -> None:
-    """Write atomically: a temporary file in the same folder, then rename over ``path``."""
+    """Write atomically: a temporary file in the same folder, then rename over ``path``.
+
+    Layout: ``_MAGIC``, the header's length (8 bytes, little-endian), a JSON header (the
+    metadata, and each array's dtype, offset and length), then the raw arrays, so a reader
+    gets the sample count from the first few hundred bytes and maps the rest.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    table, at = {}, 0
+    for name, arr in idx.arrays.items():
+        table[name] = [arr.dtype.str, at, len(arr)]
+        at += -(-arr.nbytes // 8) * 8
+    header = json.dumps({**_meta(idx), "arrays": table}).encode()
+    header += b" " * (-(len(_MAGIC) + 8 + len(header)) % 8)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".idx")
     try:
         with os.fdopen(fd, "wb") as f:
-            keys = "\0".join(idx.keys).encode("utf-8", "surrogateescape")
-            np.savez(
-                f,
-                meta=np.frombuffer(json.dumps(_meta(idx)).encode(), np.uint8),
-                keys=np.frombuffer(keys, np.uint8),
-                first=idx.first,
-                offset=idx.offset,
-                size=idx.size,
-                ext=idx.ext,
-                starts=idx.starts,
-            )
+            f.write(_MAGIC + len(header).to_bytes(8, "little") + header)
+            for arr in idx.arrays.values():
+                data = np.ascontiguousarray(arr).tobytes()
+                f.write(data + bytes(-len(data) % 8))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -203,42 +215,36 @@ def _save(idx: ShardIndex, path: str) -> None:
         raise
 
 
-def _read_meta(z: Any, url: str, stamp: tuple[int, int] | None) -> dict[str, Any] | None:
-    meta = json.loads(bytes(z["meta"]).decode())
-    ok = (
-        meta.get("format") == "mixsampler-index"
-        and meta.get("version") == _VERSION
-        and meta.get("path") == os.path.abspath(_local_path(url))
-        and meta.get("stamp") == (list(stamp) if stamp else None)
-    )
-    return meta if ok else None
-
-
 def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -> Any:
     """The index (``full``) or ``(count, events)`` stored at ``path``; None if absent or stale."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = _read_meta(z, url, stamp)
-            if meta is None:
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC) + 8)
+            if len(head) != len(_MAGIC) + 8 or not head.startswith(_MAGIC):
+                return None
+            n = int.from_bytes(head[len(_MAGIC) :], "little")
+            meta = json.loads(f.read(n))
+            ok = (
+                meta.get("format") == "mixsampler-index"
+                and meta.get("version") == _VERSION
+                and meta.get("path") == os.path.abspath(_local_path(url))
+                and meta.get("stamp") == (list(stamp) if stamp else None)
+            )
+            if not ok:
                 return None
             events = tuple((int(i), str(m)) for i, m in meta["events"])
             if not full:
                 return int(meta["count"]), events
-            blob = bytes(z["keys"]).decode("utf-8", "surrogateescape")
-            keys = tuple(blob.split("\0")) if meta["count"] else ()
-            return ShardIndex(
-                url=url,
-                stamp=stamp,
-                keys=keys,
-                first=z["first"],
-                offset=z["offset"],
-                size=z["size"],
-                ext=z["ext"],
-                exts=tuple(meta["exts"]),
-                starts=z["starts"],
-                events=events,
-            )
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            base = len(_MAGIC) + 8 + n
+            size = os.fstat(f.fileno()).st_size
+            mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size > base else b""
+        arrays = {}
+        for name, (dtype, at, length) in meta["arrays"].items():
+            arrays[name] = np.frombuffer(mm, np.dtype(dtype), length, base + at)
+        if len(arrays["starts"]) != meta["count"]:
+            return None
+        return ShardIndex(url, stamp, arrays, tuple(meta["exts"]), events)
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None  # missing, unreadable or not an index: rebuild
 
 

@@ -4,13 +4,17 @@ A *slot* is one DataLoader worker on one rank (``rank * num_workers + worker``) 
 ``slots = world_size * num_workers``. For each pass over a domain, the slots together see every
 sample exactly once:
 
-- shards: the shard order of pass ``p`` is a permutation seeded by ``(seed, domain, p)``; with
-  at least as many shards as slots, slot ``s`` reads shards ``order[s::slots]``, otherwise every
-  slot reads every shard and keeps the samples whose index in the pass is ``s`` modulo
-  ``slots``. Samples are shuffled in blocks of ``shuffle_buffer`` (a block never spans two
-  shards), each block permuted by an RNG seeded from ``(seed, domain, pass, shard, block)``.
-  The reader state is ``(pass, shard, block, byte offset of the block, offset in the block)``,
-  so a resume seeks into the tar file and re-reads at most one block.
+- shards: each shard has an index of its samples' byte offsets (:mod:`mixsampler.index`,
+  built once and cached beside it). Pass ``p`` lays the shards end to end in an order seeded
+  by ``(seed, domain, p)`` and gives slot ``s`` the positions ``[s * n // slots, (s + 1) * n //
+  slots)`` of its ``n`` samples: every slot gets an equal share (within one sample) of every
+  pass, whatever the ratio of shards to slots, and reads only those samples. Samples are
+  shuffled in blocks of ``shuffle_buffer`` positions, each permuted by an RNG seeded from
+  ``(seed, domain, pass, block start)``, and read one seek each as they are emitted, so the
+  first sample does not wait for a block. The state is ``(pass, emitted)``: a resume is O(1).
+  ``pipe:`` and remote URLs cannot seek: they give the same stream, but every process streams
+  each shard once to index it and each block is read by streaming its shard up to it (a
+  warning says so).
 - map-style datasets: a full permutation of ``range(len(ds))`` per pass, slot ``s`` takes
   ``perm[s::slots]``; the state is ``(pass, position)``.
 - other iterables: every slot iterates the whole iterable and keeps every ``slots``-th item,
@@ -145,6 +149,17 @@ def source_spec(name: str, source: Any, *, check: bool = True) -> Source:
         urls = expand_shards(source, name)
         if check:
             check_shards(urls, name)
+        streams = [u for u in urls if not _is_local(u)]
+        if streams:
+            warnings.warn(
+                f"domain {name!r}: {len(streams)} of its {len(urls)} shards ({streams[0]} ...) "
+                "cannot seek (pipe: or remote URLs), so slots cannot read only their own "
+                "samples: every DataLoader worker first streams each of these shards once to "
+                "index it, and reads each block by streaming its shard from the start, so a "
+                "slot reads on average half of each shard it takes samples from, at any world "
+                "size. For large jobs put the shards on a file system (local or mounted).",
+                stacklevel=3,
+            )
         return ShardSource(name, urls)
     if _is_map_style(source):
         if len(source) == 0:
@@ -480,12 +495,13 @@ class TarReader:
         if f is None:
             if len(self._files) >= 2:
                 self._close()
-            f = self._files[idx.url] = open(_local_path(idx.url), "rb")
+            # Unbuffered: a sample costs its own bytes, not a read-ahead buffer's.
+            f = self._files[idx.url] = open(_local_path(idx.url), "rb", buffering=0)
         i = pos - first
         sample = idx.read(i, f)
+        lo, hi = idx.span(i)
         self.samples_read += 1
-        self.bytes_read += int(idx.offset[idx.first[i + 1] - 1] + idx.size[idx.first[i + 1] - 1])
-        self.bytes_read -= int(idx.offset[idx.first[i]])
+        self.bytes_read += hi - lo
         return sample
 
     def _prefetch(self, start: int, stop: int) -> dict[int, dict[str, Any]]:
@@ -500,12 +516,14 @@ class TarReader:
                 for t in range(take):
                     out[pos + t] = self._read(pos + t)
             else:
-                it = iter_tar(idx.url, int(idx.starts[i0]), _ignore)
+                it = iter_tar(idx.url, int(idx.arrays["starts"][i0]), _ignore)
                 got = 0
+                ends = [0]
                 with contextlib.closing(it):
                     for got, (sample, end) in enumerate(islice(it, take), 1):
                         out[pos + got - 1] = sample
-                        self.bytes_read = self.bytes_read + (end if got == take else 0)
+                        ends[0] = end
+                self.bytes_read += ends[0]  # a stream reads the shard from its first byte
                 if got != take:
                     raise ValueError(
                         f"domain {self.name!r}: shard {idx.url} gave {got} of the {take} "
