@@ -223,6 +223,9 @@ def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -
             if len(head) != len(_MAGIC) + 8 or not head.startswith(_MAGIC):
                 return None
             n = int.from_bytes(head[len(_MAGIC) :], "little")
+            size = os.fstat(f.fileno()).st_size
+            if n > size:
+                return None
             meta = json.loads(f.read(n))
             ok = (
                 meta.get("format") == "mixsampler-index"
@@ -236,7 +239,6 @@ def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -
             if not full:
                 return int(meta["count"]), events
             base = len(_MAGIC) + 8 + n
-            size = os.fstat(f.fileno()).st_size
             mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size > base else b""
         arrays = {}
         for name, (dtype, at, length) in meta["arrays"].items():

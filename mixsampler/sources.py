@@ -149,6 +149,11 @@ def source_spec(name: str, source: Any, *, check: bool = True) -> Source:
         urls = expand_shards(source, name)
         if check:
             check_shards(urls, name)
+            # Index missing local shards here, in the main process, so that DataLoader workers
+            # find them on disk instead of each walking every shard on the first start.
+            for url in urls:
+                if _is_local(url):
+                    shard_info(url)
         streams = [u for u in urls if not _is_local(u)]
         if streams:
             warnings.warn(
@@ -461,13 +466,31 @@ class TarReader:
         self.emitted = e + 1
         return sample
 
-    def _begin_block(self, start: int) -> None:
+    def _block_perm(self, start: int) -> list[int]:
+        """The emission order of the block starting at pass position ``start``."""
         n = min(self.ctx.shuffle_buffer, self._hi - start)
+        return self.ctx.rng(_BLOCK, self.pass_, start).permutation(n).tolist() if n > 1 else [0]
+
+    def locate(self, pos: int) -> tuple[str, int]:
+        """``(shard, sample number in it)`` of position ``pos`` of the current pass."""
+        k = self._shard_at(pos)
+        return self.source.urls[self._order[k]], pos - self._cum[k]
+
+    def pass_plan(self) -> list[tuple[str, int]]:
+        """What this slot emits in the current pass, in order, as :meth:`locate` pairs.
+
+        Computed from the indexes' counts alone, without reading a sample, so a test can check
+        the assignment of thousands of slots.
+        """
+        out = []
+        for start in range(self._lo, self._hi, self.ctx.shuffle_buffer):
+            out.extend(self.locate(start + k) for k in self._block_perm(start))
+        return out
+
+    def _begin_block(self, start: int) -> None:
         self._bstart = start
-        if n > 1:
-            self._perm = self.ctx.rng(_BLOCK, self.pass_, start).permutation(n).tolist()
-        else:
-            self._perm = [0]
+        self._perm = self._block_perm(start)
+        n = len(self._perm)
         urls = self.source.urls
         ks = range(self._shard_at(start), self._shard_at(start + n - 1) + 1)
         remote = any(not _is_local(urls[self._order[k]]) for k in ks)

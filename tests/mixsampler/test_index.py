@@ -1,0 +1,140 @@
+"""Shard indexes: agree with webdataset's own reading, cached, validated, rebuilt, fallbacks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import webdataset as wds
+
+from mixsampler import index
+from mixsampler.tario import iter_tar
+
+
+@pytest.fixture(autouse=True)
+def _fresh(tmp_path, monkeypatch):
+    # Each test starts with an empty memory cache and its own user cache folder.
+    monkeypatch.setenv("MIXSAMPLER_CACHE", str(tmp_path / "cache"))
+    index.clear_cache()
+    yield
+    index.clear_cache()
+
+
+def _wds_samples(url):
+    """The reference: webdataset's own tar reading, undecoded."""
+    return list(wds.WebDataset(url, shardshuffle=False))
+
+
+def test_the_index_reads_every_sample_as_webdataset_does(shards):
+    (url,) = shards("web", 1, 23)
+    idx = index.build_index(url)
+    ref = _wds_samples(url)
+    assert idx.count == len(ref) == 23
+    for i in reversed(range(idx.count)):  # random access: any order
+        got = idx.read(i)
+        want = {k: v for k, v in ref[i].items() if k != "__local_path__"}
+        assert got == want
+    assert os.path.isfile(index.sidecar_path(url))
+
+
+def test_the_sidecar_is_reused_and_rebuilt_when_the_shard_changes(
+    shards, write_domain, monkeypatch
+):
+    (url,) = shards("web", 1, 5)
+    walks = []
+    real = index._walk
+    monkeypatch.setattr(index, "_walk", lambda u: walks.append(u) or real(u))
+    assert index.load_index(url).count == 5 and len(walks) == 1
+    index.clear_cache()
+    assert index.load_index(url).count == 5 and len(walks) == 1, "read from the sidecar"
+
+    # Rewritten with other content (the writer names shards by index, so same path).
+    write_domain(os.path.dirname(url), "web", 1, 8)
+    index.clear_cache()
+    idx = index.load_index(url)
+    assert idx.count == 8 and len(walks) == 2
+    assert [idx.read(i)["__key__"] for i in range(8)] == [f"web{i:06d}" for i in range(8)]
+    # Same size, new mtime: still rebuilt (mtime is part of the stamp).
+    st = os.stat(url)
+    os.utime(url, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert index.shard_info(url)[0] == 8 and len(walks) == 3
+    # Without clearing the memory cache: the stamp is checked there too.
+    os.utime(url, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+    index.load_index(url)
+    assert len(walks) == 4
+
+
+def test_a_damaged_sidecar_is_rebuilt(shards):
+    (url,) = shards("web", 1, 4)
+    index.build_index(url)
+    for garbage in (b"", b"MIXIDX1\n" + b"\xff" * 40, b"not an index at all"):
+        with open(index.sidecar_path(url), "wb") as f:
+            f.write(garbage)
+        index.clear_cache()
+        assert index.load_index(url).count == 4
+        assert index.load_index(url).read(3)["__key__"] == "web000003"
+
+
+def test_an_unwritable_folder_falls_back_to_the_user_cache_then_memory(
+    shards, tmp_path, monkeypatch
+):
+    (url,) = shards("web", 1, 3)
+    real_save = index._save
+    side = index.sidecar_path(url)
+
+    def save(idx, path):
+        if path == side:  # root ignores chmod, so refuse the sidecar here
+            raise PermissionError(13, "Permission denied")
+        real_save(idx, path)
+
+    monkeypatch.setattr(index, "_save", save)
+    with pytest.warns(UserWarning, match="cannot write shard indexes beside the shards"):
+        assert index.load_index(url).count == 3
+    assert not os.path.exists(side)
+    assert os.path.isfile(index._cache_path(url))
+    index.clear_cache()
+    assert index.shard_info(url)[0] == 3, "found in the user cache"
+
+    # Neither place writable: memory only, with its own warning.
+    monkeypatch.setattr(index, "_save", lambda idx, path: (_ for _ in ()).throw(OSError(30, "ro")))
+    index._warned.clear()
+    os.unlink(index._cache_path(url))
+    index.clear_cache()
+    with pytest.warns(UserWarning, match="keeping them in memory"):
+        assert index.load_index(url).count == 3
+    assert index.load_index(url).read(0)["__key__"] == "web000000"
+
+
+def test_a_missing_shard_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope-000000.tar does not exist"):
+        index.build_index(str(tmp_path / "nope-000000.tar"))
+
+
+def test_a_stream_is_indexed_in_memory_with_its_skip_offsets(shards):
+    (url,) = shards("web", 1, 6)
+    piped = f"pipe:cat {url}"
+    idx = index.load_index(piped)
+    assert idx.stamp is None and idx.count == 6
+    assert not any(p.endswith(".idx") for p in os.listdir(os.path.dirname(url)))
+    # Streaming from a sample's start offset gives that sample first.
+    start = int(idx.arrays["starts"][4])
+    sample, _ = next(iter_tar(piped, start, lambda u, m: None))
+    assert sample["__key__"] == "web000004"
+
+
+def test_corrupt_data_is_recorded_with_the_sample_after_it(shards):
+    (url,) = shards("web", 1, 10)
+    with open(url, "r+b") as f:  # the header of sample 2's first member
+        data = f.read()
+        headers = [  # regular-file headers (webdataset also writes pax headers)
+            i
+            for i in range(0, len(data), 512)
+            if data[i + 257 : i + 262] == b"ustar" and data[i + 156 : i + 157] == b"0"
+        ]
+        f.seek(headers[4])
+        f.write(b"\xff" * 512)
+    idx = index.build_index(url)
+    assert [idx.key(i) for i in range(idx.count)] == [f"web{i:06d}" for i in range(10) if i != 2]
+    assert len(idx.events) == 1 and idx.events[0][0] in (1, 2)
+    index.clear_cache()
+    assert index.shard_info(url)[1] == idx.events, "events survive the sidecar"
