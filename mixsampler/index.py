@@ -160,6 +160,10 @@ def _walk(url: str) -> ShardIndex:
     return ShardIndex(url=url, stamp=stamp, arrays=arrays, exts=tuple(exts), events=events_)
 
 
+def _abs(url: str) -> str:
+    return os.path.abspath(_local_path(url))
+
+
 def sidecar_path(url: str) -> str:
     """The index file beside a local shard: ``.<name>.idx`` in the shard's folder."""
     path = os.path.abspath(_local_path(url))
@@ -230,7 +234,9 @@ def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -
             ok = (
                 meta.get("format") == "mixsampler-index"
                 and meta.get("version") == _VERSION
-                and meta.get("path") == os.path.abspath(_local_path(url))
+                # A sidecar belongs to the shard beside it, wherever the folder is mounted;
+                # the user cache is keyed by path, so there the path has to match.
+                and (path == sidecar_path(url) or meta.get("path") == _abs(url))
                 and meta.get("stamp") == (list(stamp) if stamp else None)
             )
             if not ok:

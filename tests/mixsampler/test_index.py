@@ -138,3 +138,17 @@ def test_corrupt_data_is_recorded_with_the_sample_after_it(shards):
     assert len(idx.events) == 1 and idx.events[0][0] in (1, 2)
     index.clear_cache()
     assert index.shard_info(url)[1] == idx.events, "events survive the sidecar"
+
+
+def test_a_sidecar_moves_with_its_folder(shards, tmp_path, monkeypatch):
+    # Shards prebuilt on one machine and mounted elsewhere keep their indexes.
+    (url,) = shards("web", 1, 4)
+    index.build_index(url)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    new_url = str(moved / os.path.basename(url))
+    os.rename(url, new_url)  # keeps the mtime, as rsync -a and a remount do
+    os.rename(index.sidecar_path(url), index.sidecar_path(new_url))
+    index.clear_cache()
+    monkeypatch.setattr(index, "_walk", lambda u: pytest.fail("walked the shard again"))
+    assert index.load_index(new_url).read(2)["__key__"] == "web000002"
