@@ -28,6 +28,7 @@ import hashlib
 import json
 import mmap
 import os
+import tarfile
 import tempfile
 import warnings
 from collections import OrderedDict
@@ -36,12 +37,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mixsampler.tario import _is_local, _local_path, walk_tar
+from mixsampler.tario import _KEY, _META, _ZERO_BLOCK, _is_local, _local_path, walk_tar
 
 __all__ = ["ShardIndex", "build_index", "load_index", "shard_info", "clear_cache"]
 
 _VERSION = 1
 _MAGIC = b"MIXIDX1\n"
+# Header types the fast walk understands: extended headers naming the next member, and the
+# plain ones (files, directories, links; only files become members).
+_EXTENDED = (tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME)
+_PLAIN = (*tarfile.REGULAR_TYPES, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE)
 # Full indexes kept per process: a slot reads one or two shards of a domain at a time, so a
 # small LRU bounds memory in a domain of thousands of shards.
 _FULL_CACHE_SIZE = 16
@@ -126,18 +131,142 @@ def _stamp(url: str) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns)
 
 
+def _pax(data: bytes) -> dict[str, str] | None:
+    """The records of a pax extended header, or None for one we leave to tarfile."""
+    out, pos = {}, 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.index(b" ", pos)
+        n = int(data[pos:space])
+        key, _, value = data[space + 1 : pos + n - 1].partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += n
+    if any(k.startswith("GNU.sparse") or k == "hdrcharset" for k in out):
+        return None
+    return out
+
+
+class _Header:
+    __slots__ = ("name", "size", "type")
+
+    def __init__(self, name: str, size: int, type_: bytes) -> None:
+        self.name, self.size, self.type = name, size, type_
+
+    def isfile(self) -> bool:
+        return self.type in tarfile.REGULAR_TYPES
+
+
+def _octal(field: bytes) -> int:
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _header(buf: bytes) -> _Header | None:
+    """Name, size and type of a 512-byte header as tarfile reads them; None if unusual."""
+    if buf[124] & 0x80:
+        return None  # a base-256 size: leave it to tarfile
+    try:
+        size, chksum = _octal(buf[124:136]), _octal(buf[148:156])
+    except ValueError:
+        return None
+    if chksum != sum(buf) - sum(buf[148:156]) + 256:
+        return None  # damaged (or a signed checksum, which tarfile also accepts)
+    name = buf[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    type_ = buf[156:157]
+    if type_ == tarfile.AREGTYPE and name.endswith("/"):
+        type_ = tarfile.DIRTYPE
+    if type_ == tarfile.DIRTYPE:
+        name = name.rstrip("/")
+    prefix = buf[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if prefix and type_ not in tarfile.GNU_TYPES:
+        name = prefix + "/" + name
+    return _Header(name, size, type_)
+
+
+def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] | None:
+    """``(key, start, members)`` per sample from the headers alone, or None to use tarfile.
+
+    Parses the 512-byte headers in a memory map and skips member data, about ten times faster
+    than tarfile's stream walk. It covers what webdataset and ``mixsampler shards`` write
+    (ustar, pax ``path``/``size`` records, GNU long names) and gives up on anything else,
+    including every kind of damage, so damaged shards get tarfile's walk and its reports.
+    """
+    with open(_local_path(url), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 512:
+            return None
+        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+    with mm:
+        out: list[tuple[str, int, list[tuple[str, int, int]]]] = []
+        pos, head, name, length = 0, -1, None, None
+        while pos < size:
+            buf = mm[pos : pos + 512]
+            if buf == _ZERO_BLOCK or len(buf) < 512:
+                return out if buf == _ZERO_BLOCK and head < 0 else None
+            info = _header(buf)
+            if info is None:
+                return None
+            data = pos + 512
+            n = info.size if length is None or info.type in _EXTENDED else length
+            nxt = data + -(-n // 512) * 512
+            if nxt > size:
+                return None
+            if info.type in _EXTENDED:
+                head = pos if head < 0 else head
+                if info.type == tarfile.GNUTYPE_LONGNAME:
+                    name = mm[data : data + n].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                else:
+                    pax = _pax(mm[data : data + n])
+                    if pax is None:
+                        return None
+                    name = pax["path"].rstrip("/") if "path" in pax else name
+                    length = int(pax["size"]) if "size" in pax else length
+                pos = nxt
+                continue
+            if info.type not in _PLAIN:
+                return None
+            member = name if name is not None else info.name
+            first = head if head >= 0 else pos
+            head, name, length = -1, None, None
+            pos = nxt
+            if not info.isfile():
+                continue
+            m = _KEY.match(member)
+            if m is None or ("__" in member and _META.search(member)):
+                continue
+            key, ext = m.group(1), m.group(2).lower()
+            if not out or out[-1][0] != key:
+                out.append((key, first, []))
+            out[-1][2].append((ext, data, n))
+        return out if head < 0 else None  # the end of the file, without end-of-archive blocks
+
+
 def _walk(url: str) -> ShardIndex:
+    if _is_local(url):
+        layout = _fast_layout(url)
+        if layout is not None:
+            return _build(url, _stamp(url), layout, [])
     events: list[tuple[int, str]] = []
+    layout = []
+
+    def on_corrupt(_url: str, message: str) -> None:
+        events.append((len(layout), message))
+
+    stamp = _stamp(url)
+    for sample, start, _, members in walk_tar(url, 0, on_corrupt, read=False):
+        layout.append((sample["__key__"], start, members))
+    return _build(url, stamp, layout, events)
+
+
+def _build(
+    url: str,
+    stamp: tuple[int, int] | None,
+    layout: list[tuple[str, int, list[tuple[str, int, int]]]],
+    events: list[tuple[int, str]],
+) -> ShardIndex:
     keys: list[bytes] = []
     first, offset, size, ext, starts = [0], [], [], [], []
     exts: dict[str, int] = {}
-    stamp = _stamp(url)
-
-    def on_corrupt(_url: str, message: str) -> None:
-        events.append((len(keys), message))
-
-    for sample, start, _, members in walk_tar(url, 0, on_corrupt, read=False):
-        keys.append(sample["__key__"].encode("utf-8", "surrogateescape"))
+    for key, start, members in layout:
+        keys.append(key.encode("utf-8", "surrogateescape"))
         starts.append(start)
         for e, off, n in members:
             offset.append(off)

@@ -210,20 +210,22 @@ class ReaderContext:
 
 
 class _BlockReader:
-    """Block shuffling with double buffering, shared by the shard and iterable readers.
+    """Block shuffling with double buffering, for iterables (which cannot seek).
 
-    Samples are read in blocks of ``shuffle_buffer`` kept samples (a block never spans two
-    shards); each block is permuted by an RNG seeded from ``(seed, domain, pass, shard,
-    block)``, so a block is a pure function of where it starts. While the current block is
-    emitted, the next one is read ``_READ_CHUNK`` samples after every ``_READ_CHUNK`` emitted:
-    reading is spread evenly instead of arriving in bursts of a whole block. Bursts would
-    serialize DataLoader workers, because a loader delivers batches in worker order and lets a
-    worker run only ``prefetch_factor`` batches ahead while another one reads a block.
+    Written over *units* (an iterable is one unit; shard domains have :class:`TarReader`,
+    which seeks to each sample as it is emitted). Samples are read in blocks of
+    ``shuffle_buffer`` kept samples (a block never spans two units); each block is permuted by
+    an RNG seeded from ``(seed, domain, pass, unit, block)``, so a block is a pure function of
+    where it starts. While the current block is emitted, the next one is read ``_READ_CHUNK``
+    samples after every ``_READ_CHUNK`` emitted: reading is spread evenly instead of arriving
+    in bursts of a whole block. Bursts would serialize DataLoader workers, because a loader
+    delivers batches in worker order and lets a worker run only ``prefetch_factor`` batches
+    ahead while another one reads a block.
 
-    A block is described by ``(shard, block, at, raw)``: its shard in this pass's list, its
-    number within the shard, where it starts (a byte offset for tar files, unused for
-    iterables) and the index within the pass of its first raw sample. The state is the
-    current block's description plus the offset into it.
+    A block is described by ``(unit, block, at, raw)``: its unit in this pass's list, its
+    number within the unit, where it starts (unused for iterables) and the index within the
+    pass of its first raw sample. The state is the current block's description plus the
+    offset into it.
     """
 
     owns_samples = False  # True when samples are fresh dicts the dataset may tag in place

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 
 import pytest
 import webdataset as wds
 
 from mixsampler import index
+from mixsampler.shards import write_shards
 from mixsampler.tario import iter_tar
 
 
@@ -152,3 +155,62 @@ def test_a_sidecar_moves_with_its_folder(shards, tmp_path, monkeypatch):
     index.clear_cache()
     monkeypatch.setattr(index, "_walk", lambda u: pytest.fail("walked the shard again"))
     assert index.load_index(new_url).read(2)["__key__"] == "web000002"
+
+
+def _slow(url, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(index, "_fast_layout", lambda u: None)
+        return index._walk(url)
+
+
+def _same(a, b):
+    assert a.exts == b.exts and a.events == b.events
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        assert a.arrays[name].tolist() == b.arrays[name].tolist(), name
+
+
+def test_the_fast_header_walk_agrees_with_tarfiles_walk(shards, tmp_path, monkeypatch):
+    (pax,) = shards("web", 1, 30)  # webdataset's writer: pax headers before each member
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("some text " * 400)
+    # mixsampler's own writer: plain ustar headers
+    ustar = write_shards(str(corpus), tmp_path / "out", domain="code", chunk_tokens=64).paths
+    odd = str(tmp_path / "odd-000000.tar")  # GNU long names and a folder
+    with tarfile.open(odd, "w", format=tarfile.GNU_FORMAT) as tf:
+        long = "d/" + "x" * 120
+        for name, data in [
+            (f"{long}.a.txt", b"1"),
+            (f"{long}.b.bin", b"22"),
+            ("s2.txt", b"333"),
+            ("s2.cls", b""),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo("dir")
+        folder.type = tarfile.DIRTYPE
+        tf.addfile(folder)
+    urls = [pax, odd, *ustar]
+    for url in urls:
+        fast = index._walk(url)
+        assert index._fast_layout(url) is not None, url
+        _same(fast, _slow(url, monkeypatch))
+    odd_idx = index._walk(odd)
+    assert [odd_idx.key(i) for i in range(odd_idx.count)] == ["d/" + "x" * 120, "s2"]
+    assert odd_idx.read(0) == {
+        "__key__": "d/" + "x" * 120,
+        "__url__": odd,
+        "a.txt": b"1",
+        "b.bin": b"22",
+    }
+
+
+def test_damaged_shards_are_left_to_tarfiles_walk(shards):
+    (url,) = shards("web", 1, 6)
+    size = os.path.getsize(url)
+    with open(url, "r+b") as f:
+        f.truncate(size // 2 + 100)
+    assert index._fast_layout(url) is None
+    idx = index._walk(url)
+    assert idx.events and 0 < idx.count < 6
