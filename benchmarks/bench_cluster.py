@@ -119,6 +119,55 @@ def first_batch(domains, buffer: int, state, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def first_batch_workers(domains, buffer: int, state, batch: int, workers: int) -> float:
+    """The same through torchdata's StatefulDataLoader with worker processes."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    cold()
+    t0 = time.perf_counter()
+    ds = MixtureDataset(domains, {"a": 0.6, "b": 0.3, "c": 0.1}, shuffle_buffer=buffer)
+    loader = StatefulDataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=list)
+    if state is not None:
+        loader.load_state_dict(state)
+    it = iter(loader)
+    assert len(next(it)) == batch
+    elapsed = time.perf_counter() - t0
+    del it
+    return elapsed
+
+
+def loader_state(domains, buffer: int, batch: int, workers: int):
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    ds = MixtureDataset(domains, {"a": 0.6, "b": 0.3, "c": 0.1}, shuffle_buffer=buffer)
+    loader = StatefulDataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=list)
+    it = iter(loader)
+    for _ in range(25):
+        next(it)
+    state = loader.state_dict()
+    del it
+    return state
+
+
+def part2_workers(args, domains) -> None:
+    w = args.workers
+    states = {b: loader_state(domains, b, args.batch, w) for b in (1, 1000)}
+    got: dict[tuple[int, bool], list[float]] = {(b, r): [] for b in (1, 1000) for r in (0, 1)}
+    for _ in range(args.repeats):
+        for buffer, resumed in got:
+            state = states[buffer] if resumed else None
+            got[(buffer, resumed)].append(
+                first_batch_workers(domains, buffer, state, args.batch, w)
+            )
+    med = {k: statistics.median(v) for k, v in got.items()}
+    print(f"\n## first batch of {args.batch} with StatefulDataLoader, {w} workers")
+    print("| start | unshuffled (ms) | shuffle_buffer=1000 (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    for resumed, label in ((0, "fresh"), (1, "after a restore (batch 25)")):
+        u, s = med[(1, resumed)], med[(1000, resumed)]
+        print(f"| {label} | {u * 1e3:.1f} | {s * 1e3:.1f} | {s / u:.2f} |")
+
+
 def part2(args) -> None:
     folder = os.path.join(args.folder, "p2")
     domains = {
@@ -149,6 +198,8 @@ def part2(args) -> None:
     for resumed, label in ((0, "fresh"), (1, "after a restore")):
         u, s = med[(1, resumed)], med[(1000, resumed)]
         print(f"| {label} | {u * 1e3:.1f} | {s * 1e3:.1f} | {s / u:.2f} |")
+    if args.workers:
+        part2_workers(args, domains)
 
 
 def main() -> None:
@@ -164,6 +215,7 @@ def main() -> None:
     p.add_argument("--take", type=int, default=400, help="samples per simulated rank")
     p.add_argument("--ranks", choices=["spread", "first"], default="spread", help="0, W/2, W-1")
     p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--workers", type=int, default=2, help="part 2 with a loader; 0: skip")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--part", choices=["1", "2", "all"], default="all")
     args = p.parse_args()
