@@ -416,7 +416,7 @@ class TarReader:
         self._counts = [c for c, _ in infos]
         self._events = [e for _, e in infos]
         self.total = sum(self._counts)
-        self._files: dict[str, BinaryIO] = {}
+        self._files: dict[str, tuple[Any, BinaryIO]] = {}  # url -> (its index, open file)
         self._start_pass()
 
     # -- layout of a pass ------------------------------------------------------------------
@@ -496,6 +496,9 @@ class TarReader:
         urls = self.source.urls
         ks = range(self._shard_at(start), self._shard_at(start + n - 1) + 1)
         remote = any(not _is_local(urls[self._order[k]]) for k in ks)
+        # Look the index up again at each block (one stat): a shard rewritten during the run
+        # is caught within a block instead of being read through a stale index.
+        self._cur = (-1, 0, 0, None)
         self._pre = self._prefetch(start, start + n) if remote else None
 
     def _index(self, k: int) -> Any:
@@ -516,12 +519,13 @@ class TarReader:
             idx = self._index(k)
             first, end = self._cum[k], self._cum[k + 1]
             self._cur = (k, first, end, idx)
-        f = self._files.get(idx.url)
-        if f is None:
-            if len(self._files) >= 2:
+        held = self._files.get(idx.url)
+        if held is None or held[0] is not idx:  # a rebuilt index: the file may be a new one
+            if len(self._files) >= 2 or held is not None:
                 self._close()
             # Unbuffered: a sample costs its own bytes, not a read-ahead buffer's.
-            f = self._files[idx.url] = open(_local_path(idx.url), "rb", buffering=0)
+            held = self._files[idx.url] = (idx, open(_local_path(idx.url), "rb", buffering=0))
+        f = held[1]
         i = pos - first
         sample = idx.read(i, f)
         lo, hi = idx.span(i)
@@ -559,7 +563,7 @@ class TarReader:
         return out
 
     def _close(self) -> None:
-        for f in self._files.values():
+        for _, f in self._files.values():
             f.close()
         self._files.clear()
 

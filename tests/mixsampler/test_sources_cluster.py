@@ -206,3 +206,16 @@ def test_pipe_urls_give_the_same_shares_as_local_files(shards):
     spec = source_spec("web", local)
     for slot in range(4):
         assert _read_pass(_reader(piped, slot, 4)) == _read_pass(_reader(spec, slot, 4))
+
+
+def test_a_shard_rewritten_during_a_run_is_caught_within_a_block(shards, write_domain):
+    (url,) = shards("web", 1, 12)
+    r = _reader(source_spec("web", [url]), 0, 1, buffer=4)
+    for _ in range(3):
+        r.next()
+    write_domain(os.path.dirname(url), "web", 1, 9)  # same path, fewer samples
+    st = os.stat(url)
+    os.utime(url, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a coarse clock may not tick
+    r.next()  # the rest of the current block
+    with pytest.raises(ValueError, match=r"web-000000.tar changed while it was read .* 12 .* 9"):
+        r.next()
