@@ -25,11 +25,9 @@ import numpy as np
 
 __all__ = ["RunTable", "drop_repeated_checkpoints", "load_runs", "parse_where"]
 
-WEIGHT_PREFIX = "weight_"
-LOSS_SUFFIX = "_loss"
-# Weights are written with limited precision by some tools; 1e-6 is tight enough to catch a
-# wrong column and loose enough for a CSV round trip.
-WEIGHT_SUM_TOL = 1e-6
+from laws.schema import LOSS_SUFFIX, MODEL_SIZE, WEIGHT_PREFIX, WEIGHT_SUM_TOL
+
+_ = (LOSS_SUFFIX, WEIGHT_PREFIX, WEIGHT_SUM_TOL)  # re-exported for older imports
 
 
 @dataclass
@@ -48,6 +46,7 @@ class RunTable:
         columns: every column name of the input, in order.
         rows: the raw rows as read (strings), for writing predictions next to them.
         sources: ``(file, line)`` of each row, for error messages.
+        n_column: the column ``model_size`` was read from.
     """
 
     domains: tuple[str, ...]
@@ -60,6 +59,7 @@ class RunTable:
     columns: list[str] = field(default_factory=list)
     rows: list[dict[str, str]] = field(default_factory=list)
     sources: list[tuple[str, int]] = field(default_factory=list)
+    n_column: str = MODEL_SIZE
 
     def __len__(self) -> int:
         return int(self.model_size.shape[0])
@@ -88,11 +88,12 @@ class RunTable:
             columns=list(self.columns),
             rows=[self.rows[i] for i in idx] if self.rows else [],
             sources=[self.sources[i] for i in idx] if self.sources else [],
+            n_column=self.n_column,
         )
 
     def column(self, name: str) -> np.ndarray:
         """A column as floats when every value parses, else as strings."""
-        if name == "model_size":
+        if name == self.n_column:
             return self.model_size
         if name == "n_tokens":
             return self.n_tokens
@@ -159,6 +160,7 @@ def _parse_float(value: str, path: Path, line: int, column: str, *, allow_empty:
 def load_runs(
     paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     where: str | None = None,
+    n_column: str = MODEL_SIZE,
 ) -> RunTable:
     """Load and validate one or more run tables (CSV or JSONL), optionally filtering rows.
 
@@ -166,6 +168,8 @@ def load_runs(
         paths: one path or several; all files must have the same ``weight_*`` columns.
         where: a row filter such as ``"model_size < 2e9 and n_tokens >= 4e9"`` (see
             :func:`parse_where`); applied after validation.
+        n_column: the column read as N (``model_size``, ``model_size_total`` or
+            ``model_size_non_embedding``, or any other numeric column every file has).
 
     Returns:
         The rows as a :class:`RunTable`.
@@ -196,7 +200,7 @@ def load_runs(
         path = Path(p)
         cols, rows = _read_rows(path)
         file_domains = tuple(c[len(WEIGHT_PREFIX) :] for c in cols if c.startswith(WEIGHT_PREFIX))
-        missing = [c for c in ("model_size", "n_tokens") if c not in cols]
+        missing = [c for c in (n_column, "n_tokens") if c not in cols]
         if not file_domains:
             missing.append("weight_<domain> (at least one)")
         if missing:
@@ -212,12 +216,12 @@ def load_runs(
         targets.update(dict.fromkeys(file_targets))
         all_columns.update(dict.fromkeys(cols))
         for line, row in rows:
-            for col in ("model_size", "n_tokens", *(WEIGHT_PREFIX + d for d in domains)):
+            for col in (n_column, "n_tokens", *(WEIGHT_PREFIX + d for d in domains)):
                 if col not in row:
                     raise ValueError(f"{path}, row {line}: missing column {col}")
-            n = _parse_float(row["model_size"], path, line, "model_size", allow_empty=False)
+            n = _parse_float(row[n_column], path, line, n_column, allow_empty=False)
             d = _parse_float(row["n_tokens"], path, line, "n_tokens", allow_empty=False)
-            for col, v in (("model_size", n), ("n_tokens", d)):
+            for col, v in ((n_column, n), ("n_tokens", d)):
                 if not math.isfinite(v) or v <= 0:
                     raise ValueError(
                         f"{path}, row {line}, column {col}: must be a finite positive number, "
@@ -276,6 +280,7 @@ def load_runs(
         columns=list(all_columns),
         rows=raw_rows,
         sources=sources,
+        n_column=n_column,
     )
     if where:
         table = table.select(parse_where(where)(table))

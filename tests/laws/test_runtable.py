@@ -147,3 +147,14 @@ def test_drop_repeated_checkpoints(helpers: Any, tmp_path: Path) -> None:
     t = load_runs(helpers.write_csv(tmp_path / "d.csv", rows))
     kept, n = drop_repeated_checkpoints(t)
     assert n == 1 and len(kept) == len(rows) - 1 and 8.001e9 not in kept.n_tokens
+
+
+def test_n_column_picks_which_parameter_count_is_n(tmp_path: Path) -> None:
+    header = "model_size,model_size_total,n_tokens,weight_a,weight_b,x_loss\n"
+    p = _write(tmp_path, "1e8,1.5e8,1e9,0.5,0.5,3\n", header=header)
+    assert load_runs(p).model_size.tolist() == [1e8]
+    t = load_runs(p, n_column="model_size_total", where="model_size_total > 1.2e8")
+    assert t.model_size.tolist() == [1.5e8] and t.n_column == "model_size_total"
+    assert t.column("model_size").tolist() == [1e8]
+    with pytest.raises(ValueError, match=r"runs\.csv: missing column\(s\) model_size_non_emb"):
+        load_runs(p, n_column="model_size_non_embedding")
