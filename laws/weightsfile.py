@@ -213,7 +213,7 @@ def read_weights(path: str | os.PathLike[str], *, allow_unconverged: bool = Fals
     if not wf.success and not allow_unconverged:
         gap = "" if wf.gap is None else f", gap {wf.gap:.3g}"
         raise UnconvergedWeightsError(
-            f"{path}: the optimizer did not certify these weights (success: false{gap}: "
+            f"{path}: the optimizer did not converge on these weights (success: false{gap}: "
             f"{wf.message or 'no message'}); rerun `mixsampler optimize` (other --seed, looser "
             "constraints) or pass allow_unconverged=True (--allow-unconverged) to use them anyway"
         )
