@@ -179,8 +179,9 @@ class DomainLossLogger(Callback):
     @property
     @override
     def state_key(self) -> str:
-        # Two loggers in one Trainer (two tables, or two metric prefixes) keep separate states.
-        return self._generate_state_key(path=str(self.path), prefix=self.prefix)
+        # Two loggers in one Trainer log under two prefixes, and keep separate states. Not the
+        # path: a resume writing to another table must still find its D.
+        return self._generate_state_key(prefix=self.prefix)
 
     # ---------------------------------------------------------------- setup
 
@@ -221,15 +222,12 @@ class DomainLossLogger(Callback):
 
     def _check_siblings(self, trainer: pl.Trainer) -> None:
         for cb in trainer.callbacks:
-            if (
-                cb is not self
-                and isinstance(cb, DomainLossLogger)
-                and cb.state_key == self.state_key
-            ):
-                raise ValueError(
-                    f"two DomainLossLoggers write {str(self.path)!r} with prefix {self.prefix!r}:"
-                    " their rows and metrics would collide; give each its own path= or prefix="
-                )
+            if cb is not self and isinstance(cb, DomainLossLogger) and cb.path is not None:
+                if cb.path.resolve() == (self.path.resolve() if self.path else None):
+                    raise ValueError(
+                        f"two DomainLossLoggers write {str(self.path)!r}: each would add its own"
+                        " row for every (run, step); give each its own path="
+                    )
 
     def _count_n(self, pl_module: pl.LightningModule) -> None:
         self._n_total = count_parameters(pl_module, "total")

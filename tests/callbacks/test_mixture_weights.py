@@ -89,7 +89,7 @@ def test_law_file_is_solved_at_this_runs_n_and_d(shards: dict[str, str], tmp_pat
     law_path = tmp_path / "LAW.json"
     laws.save_laws(law_path, {"a": law})
     model = TinyLM()
-    fast = {"n_starts": 2, "max_iter": 300}  # passed through to laws.optimize
+    fast = {"n_starts": 2}  # passed through to laws.optimize
     cb = MixtureWeights(
         law_file=law_path, planned_tokens=1e6, min_weight=0.05, optimize_kwargs=fast
     )
