@@ -441,35 +441,11 @@ def _fmt(weights: Mapping[str, float] | None) -> str:
 
 
 def _read_weights_file(path: Path, allow_unconverged: bool) -> dict[str, float]:
-    try:
-        from laws.weightsfile import read_weights
-    except ImportError:  # formats-api not merged yet: the same checks, fewer of them
-        return _read_weights_json(path, allow_unconverged)
-    return check_weights(
-        dict(read_weights(path, allow_unconverged=allow_unconverged).weights),
-        f"{path}: weights",
-    )
+    from laws.weightsfile import read_weights
 
-
-def _read_weights_json(path: Path, allow_unconverged: bool) -> dict[str, float]:
-    if not path.is_file():
-        raise FileNotFoundError(f"weights_file {str(path)!r} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"weights_file {str(path)!r} is not valid JSON: {err}") from None
-    if not isinstance(content, Mapping) or not isinstance(content.get("weights"), Mapping):
-        raise ValueError(
-            f'weights_file {str(path)!r} must hold {{"weights": {{domain: weight}}}}, got'
-            f" keys {sorted(content) if isinstance(content, Mapping) else type(content).__name__}"
-        )
-    if content.get("success") is False and not allow_unconverged:
-        raise ValueError(
-            f"weights_file {str(path)!r} holds weights whose optimum did not converge"
-            f" (success: false, {content.get('message', 'no message')}); re-run mixsampler"
-            " optimize until it converges, or pass allow_unconverged=True to train on them"
-        )
-    return check_weights(content["weights"], f"{path}: weights")
+    # Its UnconvergedWeightsError (a ValueError) says what to do; the weights sum to 1.
+    wf = read_weights(path, allow_unconverged=allow_unconverged)
+    return check_weights(dict(wf.weights), f"{path}: weights")
 
 
 def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
