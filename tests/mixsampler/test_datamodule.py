@@ -188,3 +188,19 @@ def test_resume_with_another_worker_count_names_both_counts(
     del it
     with pytest.raises(ValueError, match=f"num_workers={saved}.*num_workers={now}"):
         loader(now).load_state_dict(state)
+
+
+def test_validation_data_given_as_texts_is_data_not_shard_names(shards: dict[str, str]) -> None:
+    # The rule of mixsampler.sources decides, for training and validation alike: a list of
+    # texts is data (it used to be read as missing shard files, at setup).
+    texts = ["text one", "text two", "text three"]
+    dm = MixtureDataModule(shards, val={"c": texts, "a": shards["a"]}, batch_size=2)
+    dm.setup("fit")
+    loader = dm.val_dataloader()
+    got = []
+    for i, batch in enumerate(loader):
+        if loader.meta_for(i).domains[0] == "c":
+            got += batch  # default_collate keeps a list of strings
+    assert got == texts
+    with pytest.raises(FileNotFoundError, match="domain 'c'"):
+        MixtureDataModule(shards, val={"c": ["missing-000000.tar"]})
