@@ -39,6 +39,7 @@ __all__ = [
     "loss_column",
     "realized_column",
     "weight_column",
+    "reconcile_rows",
     "run_steps",
 ]
 
@@ -53,3 +54,27 @@ def run_steps(path: str | os.PathLike[str], run: str) -> list[int]:
         if reader.fieldnames is None or RUN not in reader.fieldnames:
             return []
         return [int(float(r[STEP])) for r in reader if r[RUN] == run]
+
+
+def reconcile_rows(path: Path, run: str, step: int, *, resumed: bool) -> int:
+    """Make the table at ``path`` ready for ``run`` to write rows after ``step``.
+
+    A resumed run drops its rows after ``step`` (training repeats those steps; two rows for one
+    (run, step) would both enter the fit) and returns how many; a fresh run under a name the
+    table already holds is an error.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    if resumed:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        # The file's own columns: this run's domains may be known only at its first validation.
+        return RunTableWriter(path, header).truncate_after(run, step)
+    steps = run_steps(path, run)
+    if steps:
+        raise ValueError(
+            f"run table {str(path)!r} already holds {len(steps)} rows of run {run!r} (steps"
+            f" {steps[0]}..{steps[-1]}), and this run starts from scratch; resume it with"
+            " ckpt_path=..., give DomainLossLogger another run=, or delete those rows"
+        )
+    return 0

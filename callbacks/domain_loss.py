@@ -42,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -56,7 +55,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
 from callbacks._batches import train_meta, val_meta, val_parts
@@ -66,6 +64,7 @@ from callbacks._common import (
     count_parameters,
     find_mixture_dataset,
 )
+from callbacks._guards import check_same_table, check_validation_runs
 from callbacks._runtable import (
     MODEL_SIZE,
     MODEL_SIZE_NON_EMBEDDING,
@@ -76,7 +75,7 @@ from callbacks._runtable import (
     RunTableWriter,
     loss_column,
     realized_column,
-    run_steps,
+    reconcile_rows,
     weight_column,
 )
 
@@ -210,7 +209,7 @@ class DomainLossLogger(Callback):
             )
         if self.run is None:
             self.run = _default_run_name(trainer)
-        self._check_siblings(trainer)
+        check_same_table(self, trainer)
         self._trainer = trainer
         self._n = None
         if stage == "fit":
@@ -219,15 +218,6 @@ class DomainLossLogger(Callback):
         if self.path is not None and known and trainer.is_global_zero:
             # Fail before training, not at the first validation, on a file of another sweep.
             self._table()
-
-    def _check_siblings(self, trainer: pl.Trainer) -> None:
-        for cb in trainer.callbacks:
-            if cb is not self and isinstance(cb, DomainLossLogger) and cb.path is not None:
-                if cb.path.resolve() == (self.path.resolve() if self.path else None):
-                    raise ValueError(
-                        f"two DomainLossLoggers write {str(self.path)!r}: each would add its own"
-                        " row for every (run, step); give each its own path="
-                    )
 
     def _count_n(self, pl_module: pl.LightningModule) -> None:
         self._n_total = count_parameters(pl_module, "total")
@@ -264,73 +254,23 @@ class DomainLossLogger(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.path is not None:
-            self._check_validation_runs(trainer, pl_module)
-        # Here, not at fit start: the loops (and so global_step) are restored only now.
-        if self.path is not None and trainer.is_global_zero:
-            self._reconcile_rows(trainer.global_step)
-
-    def _check_validation_runs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Refuse the set-ups that would write no row at all, silently."""
-        way_out = "; DomainLossLogger writes one row per validation, so this run would write none"
-        if not is_overridden("validation_step", pl_module):
-            raise ValueError(
-                f"{type(pl_module).__name__} has no validation_step{way_out}. Add one returning"
-                " the loss (a scalar, or {'loss_sum', 'n_tokens'}; see callbacks.domain_loss)"
-            )
-        source = trainer.fit_loop.epoch_loop.val_loop._data_source
-        dm = trainer.datamodule
-        no_data = not source.is_defined() or (
-            source.instance is dm and hasattr(dm, "val_domains") and not dm.val_domains
-        )
-        if no_data or trainer.limit_val_batches == 0:
-            raise ValueError(
-                f"no validation data{way_out}. Give MixtureDataModule(val={{domain: data}}) or"
-                " validation loaders, and limit_val_batches > 0"
-            )
-        if trainer.val_check_batch == float("inf") and not isinstance(
-            trainer.limit_train_batches, int
-        ):
-            raise ValueError(
-                "the training loader is endless (a mixture never runs out) and val_check_interval"
-                f" is not a number of steps, so Lightning never validates{way_out}. Set"
-                " Trainer(val_check_interval=N) (steps between rows)"
-            )
-
-    def _reconcile_rows(self, step: int) -> None:
-        """Drop this run's rows after ``step`` on resume; refuse to mix two runs' rows."""
-        assert self.path is not None and self.run is not None
-        if self._resumed:
-            # A resume from a checkpoint older than the last row: training repeats those steps,
-            # and two rows for one (run, step) would both enter the fit.
-            if self.path.exists() and self.path.stat().st_size > 0:
-                dropped = self._table_for_truncation().truncate_after(self.run, step)
-                if dropped:
-                    log.warning(
-                        "DomainLossLogger: resumed run %r at step %d: dropped its %d rows after"
-                        " that step from %s; they are written again as training repeats them",
-                        self.run,
-                        step,
-                        dropped,
-                        self.path,
-                    )
+        if self.path is None:
             return
-        steps = run_steps(self.path, self.run)
-        if steps:
-            raise ValueError(
-                f"run table {str(self.path)!r} already holds {len(steps)} rows of run"
-                f" {self.run!r} (steps {steps[0]}..{steps[-1]}), and this run starts from"
-                " scratch; resume it with ckpt_path=..., give DomainLossLogger another run=, or"
-                " delete those rows"
-            )
-
-    def _table_for_truncation(self) -> RunTableWriter:
-        if self._writer is not None:
-            return self._writer
-        with open(self.path, newline="") as f:  # type: ignore[arg-type]
-            header = next(csv.reader(f), [])
-        # The file's own columns: the domains may be known only at the first validation.
-        return RunTableWriter(self.path, header)
+        check_validation_runs(trainer, pl_module)
+        # Here, not at fit start: the loops (and so global_step) are restored only now.
+        if trainer.is_global_zero:
+            assert self.run is not None
+            step = trainer.global_step
+            dropped = reconcile_rows(self.path, self.run, step, resumed=self._resumed)
+            if dropped:
+                log.warning(
+                    "DomainLossLogger: resumed run %r at step %d: dropped its %d rows after that"
+                    " step from %s; they are written again as training repeats them",
+                    self.run,
+                    step,
+                    dropped,
+                    self.path,
+                )
 
     # ---------------------------------------------------------------- training: count D
 
