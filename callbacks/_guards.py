@@ -9,13 +9,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-__all__ = ["check_same_table", "check_validation_runs"]
+__all__ = ["check_every_domain_validated", "check_same_table", "check_validation_runs"]
 
 _NO_ROWS = "; DomainLossLogger writes one row per validation, so this run would write none"
 
@@ -59,3 +60,22 @@ def check_same_table(me: Any, trainer: pl.Trainer) -> None:
                     f"two DomainLossLoggers write {str(me.path)!r}: each would add its own row"
                     " for every (run, step); give each its own path="
                 )
+
+
+def check_every_domain_validated(
+    trainer: pl.Trainer, domains: Sequence[str], counts: Sequence[float]
+) -> None:
+    """Refuse a validation that skipped whole domains of the datamodule's validation data.
+
+    MixtureDataModule's one validation loader reads the domains in turn, so
+    ``limit_val_batches`` cuts the last domains off entirely; their cells would be empty.
+    """
+    given = getattr(trainer.datamodule, "val_domains", ()) or ()
+    missed = [d for d, n in zip(domains, counts, strict=True) if n <= 0 and d in given]
+    if missed:
+        raise ValueError(
+            f"validation domains {missed} got no batch (limit_val_batches="
+            f"{trainer.limit_val_batches!r}): MixtureDataModule's validation loader reads the"
+            " domains in turn, so a batch limit cuts the last ones off; make the validation"
+            " sets smaller instead of limiting batches"
+        )

@@ -64,7 +64,11 @@ from callbacks._common import (
     count_parameters,
     find_mixture_dataset,
 )
-from callbacks._guards import check_same_table, check_validation_runs
+from callbacks._guards import (
+    check_every_domain_validated,
+    check_same_table,
+    check_validation_runs,
+)
 from callbacks._runtable import (
     MODEL_SIZE,
     MODEL_SIZE_NON_EMBEDDING,
@@ -416,6 +420,7 @@ class DomainLossLogger(Callback):
         # The only collective of this callback: one all-reduce per validation epoch.
         total = trainer.strategy.reduce(torch.cat(parts), reduce_op="sum").to("cpu")
         sums, counts = total[:k], total[k : 2 * k]
+        check_every_domain_validated(trainer, self._val_domains, counts.tolist())
         losses = {
             d: (float(sums[i] / counts[i]) if counts[i] > 0 else math.nan)
             for i, d in enumerate(self._val_domains)

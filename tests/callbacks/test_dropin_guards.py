@@ -144,3 +144,11 @@ def test_a_scalar_loss_over_mixed_domains_is_refused_and_unknown_lengths_warn() 
     with pytest.warns(UserWarning, match="weighted by their samples"):
         name, loss_sum, n = val_parts(torch.tensor(2.0), ("a", "a", "a"), None, None, set())
     assert (name, float(loss_sum), float(n)) == ("a", 6.0, 3.0)
+
+
+def test_a_batch_limit_that_skips_whole_domains_is_refused(shards, tmp_path) -> None:
+    dm = MixtureDataModule(
+        shards, val=shards, batch_size=2, val_batch_size=8, collate_fn="plain_lm.collate"
+    )
+    with pytest.raises(ValueError, match=r"validation domains \['b'\] got no batch"):
+        _fit(shards, tmp_path, [DomainLossLogger(tmp_path / "runs.csv")], dm=dm)
