@@ -12,8 +12,11 @@ Example:
 from __future__ import annotations
 
 import csv
+import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from laws.runtable_writer import RunTableWriter
 from laws.schema import (
@@ -39,7 +42,9 @@ __all__ = [
     "loss_column",
     "realized_column",
     "weight_column",
+    "make_row",
     "reconcile_rows",
+    "row_columns",
     "run_steps",
 ]
 
@@ -78,3 +83,37 @@ def reconcile_rows(path: Path, run: str, step: int, *, resumed: bool) -> int:
             " ckpt_path=..., give DomainLossLogger another run=, or delete those rows"
         )
     return 0
+
+
+def row_columns(train: Sequence[str], val: Sequence[str]) -> list[str]:
+    """The columns DomainLossLogger writes for these training and validation domains."""
+    return (
+        [RUN, STEP, MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING, N_TOKENS]
+        + [weight_column(d) for d in train]
+        + [loss_column(d) for d in val]
+        + [realized_column(d) for d in train]
+    )
+
+
+def make_row(
+    run: str | None,
+    step: int,
+    sizes: tuple[int | None, int | None, int | None],
+    weights: Mapping[str, float] | None,
+    losses: Mapping[str, float],
+    consumed: Mapping[str, float],
+) -> dict[str, Any]:
+    """One row (without ``n_tokens``): N three ways, weights, losses, realized shares.
+
+    ``consumed`` is what each training domain gave so far, in the sampler's unit; a NaN loss
+    (no data for that domain) is an empty cell.
+    """
+    row: dict[str, Any] = {RUN: run, STEP: step}
+    row.update(zip((MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING), sizes, strict=True))
+    denom = sum(consumed.values())
+    for d in consumed:
+        row[weight_column(d)] = weights[d] if weights else ""
+        row[realized_column(d)] = consumed[d] / denom if denom > 0 else ""
+    for d, value in losses.items():
+        row[loss_column(d)] = "" if math.isnan(value) else value
+    return row

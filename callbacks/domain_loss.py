@@ -70,17 +70,11 @@ from callbacks._guards import (
     check_validation_runs,
 )
 from callbacks._runtable import (
-    MODEL_SIZE,
-    MODEL_SIZE_NON_EMBEDDING,
-    MODEL_SIZE_TOTAL,
     N_TOKENS,
-    RUN,
-    STEP,
     RunTableWriter,
-    loss_column,
-    realized_column,
+    make_row,
     reconcile_rows,
-    weight_column,
+    row_columns,
 )
 
 __all__ = ["DomainLossLogger"]
@@ -467,18 +461,10 @@ class DomainLossLogger(Callback):
 
     # ---------------------------------------------------------------- the run table
 
-    def _row_columns(self) -> list[str]:
-        return (
-            [RUN, STEP, MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING, N_TOKENS]
-            + [weight_column(d) for d in self._train_domains]
-            + [loss_column(d) for d in self._val_domains]
-            + [realized_column(d) for d in self._train_domains]
-        )
-
     def _table(self) -> RunTableWriter:
         """The writer of ``path`` (created with its header, or its header checked)."""
         assert self.path is not None
-        columns = self._row_columns()
+        columns = row_columns(self._train_domains, self._val_domains)
         if self._writer is None or set(self._writer.columns) != set(columns):
             self._writer = RunTableWriter(self.path, columns)
         return self._writer
@@ -496,26 +482,16 @@ class DomainLossLogger(Callback):
                 "DomainLossLogger cannot tell the training weights: train on a MixtureDataset /"
                 " MixtureDataModule or pass weights={domain: share}"
             )
-        total_tokens = sum(tokens.values())
         dataset = find_mixture_dataset(trainer)
+        # Shares in the sampler's unit: samples unless it mixes by tokens.
         by_samples = getattr(dataset, "unit", "tokens") == "samples" or all(
             tokens[d] == samples[d] for d in tokens
         )
-        realized_base = samples if by_samples else tokens
-        denom = sum(realized_base.values())
-        row: dict[str, Any] = {
-            RUN: self.run,
-            STEP: trainer.global_step,
-            MODEL_SIZE: self._n,
-            MODEL_SIZE_TOTAL: self._n_total,
-            MODEL_SIZE_NON_EMBEDDING: self._n_non_embedding,
-            N_TOKENS: int(round(total_tokens)),
-        }
-        for d in self._train_domains:
-            row[weight_column(d)] = weights[d] if weights else ""
-            row[realized_column(d)] = realized_base[d] / denom if denom > 0 else ""
-        for d, value in losses.items():
-            row[loss_column(d)] = "" if math.isnan(value) else value
+        sizes = (self._n, self._n_total, self._n_non_embedding)
+        row = make_row(
+            self.run, trainer.global_step, sizes, weights, losses, samples if by_samples else tokens
+        )
+        row[N_TOKENS] = int(round(sum(tokens.values())))
         self._table().append(row)
         self._rows_written += 1
 
