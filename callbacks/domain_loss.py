@@ -1,36 +1,40 @@
 """Per-domain validation loss, logged and appended to a run table at every validation.
 
-The ``validation_step`` contract (what the LightningModule returns) is minimal::
+The model stays as it is. ``validation_step`` returns its loss, in either form:
 
-    def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        token_loss = ...                        # (B, T) per-token cross-entropy
-        mask = ...                              # (B, T) 1 where a token is scored
-        return {
-            "loss_sum": (token_loss * mask).sum(1),   # Tensor[B]: summed loss of each sample
-            "n_tokens": mask.sum(1),                  # Tensor[B]: tokens scored per sample
-            "domain": batch["__domain__"],            # list[str] of length B (optional)
-        }
+- a scalar (the common way: ``return F.cross_entropy(logits, target)``), the batch's mean loss
+  per token. With one validation loader per domain (``MixtureDataModule(val=...)``), each batch
+  mean is weighted by the batch's tokens (from the samples' ``ntok``, or by its samples when the
+  length is unknown): exact when every sample scores the same number of tokens (fixed-length
+  sequences, as ``mixsampler shards --chunk-tokens`` cuts them).
+- the dict form, needed for variable-length samples (padding), a loss over other tokens than
+  ``ntok`` counts, or batches that mix domains::
 
-``"domain"`` may be left out when the batch itself carries ``"__domain__"`` (MixtureDataset and
-MixtureDataModule batches do) or when the validation loaders are a dict keyed by domain name (then
-``dataloader_idx`` names the domain, and the tensors may have any shape: they are summed).
+      return {"loss_sum": (token_loss * mask).sum(1),   # Tensor[B]: summed loss per sample
+              "n_tokens": mask.sum(1),                  # Tensor[B]: tokens scored per sample
+              "domain": [...]}                          # optional: list[str] of length B
 
-The loss of a domain is ``sum(loss_sum) / sum(n_tokens)`` over its whole validation set: the
-token-weighted mean that a separate evaluation of that domain would give, not a mean of batch
-means. Sums and counts accumulate on the module's device in fixed-size tensors (one slot per
-domain, known at setup) and are all-reduced **once** per validation epoch: a rank that has no
-batch of some domain takes part in the same single collective, so nothing can hang.
+The loss of a domain is the token-weighted mean over its whole validation set, what a separate
+evaluation of that domain gives, not a mean of batch means. Sums and counts accumulate on the
+module's device in fixed-size tensors (one slot per domain) and are all-reduced **once** per
+validation epoch, so a rank without a batch of some domain cannot hang the others.
 
-Each validation of a fit appends one row to ``path`` (CSV, the run-table format ``laws`` reads):
-``run, step, model_size, n_tokens, weight_<d>..., <d>_loss..., realized_<d>...``, written by rank
-zero, flushed and fsynced before training goes on, so a run killed at any moment keeps every row
-it finished.
+Each validation of a fit appends one row to ``path`` (the run table ``laws`` reads, through
+``RunTableWriter``): run, step, model_size (per ``model_size``), model_size_total,
+model_size_non_embedding, n_tokens, weight_<d>, <d>_loss, realized_<d>; by rank zero, flushed and
+fsynced. On resume from a checkpoint older than the last row, the run's rows after the
+checkpoint's step are dropped (training measures them again). A validation is added at the last
+step when ``max_steps`` is not a multiple of ``val_check_interval``.
 
-D (``n_tokens``) counts the tokens of the training batches that reached ``training_step``
-(``on_train_batch_end``), from each batch's ``"__domain__"`` and ``"__ntok__"`` (MixtureDataModule
-adds both), summed over ranks. The sampler's own counters are not used: DataLoader workers and
-Lightning's one-batch lookahead draw samples before the model sees them, so those counters run
-ahead of training by ``num_workers x prefetch_factor + 1`` batches at any moment.
+D (``n_tokens``) counts the tokens of the training batches that reached ``training_step``, summed
+over ranks, from each batch's domains and token counts, which MixtureDataModule's loaders carry
+beside the batch (the batch itself may be a tuple: nothing is added to it). The sampler's own
+counters run ahead of training (workers and Lightning's lookahead prefetch), and are used only,
+with a warning, when batches come from elsewhere.
+
+Silent failures are errors: no validation data, a model without ``validation_step``, an endless
+training loader without ``val_check_interval`` (zero rows), a fresh run under a name the table
+already holds.
 
 Example:
     >>> trainer = Trainer(callbacks=[DomainLossLogger("runs.csv", run="s-m03")])  # doctest: +SKIP
@@ -38,8 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -55,21 +57,29 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from callbacks._batches import train_meta, val_meta, val_parts
 from callbacks._common import (
     check_model_size,
     check_weights,
     count_parameters,
     find_mixture_dataset,
 )
+from callbacks._guards import (
+    check_every_domain_validated,
+    check_same_table,
+    check_validation_runs,
+)
+from callbacks._runtable import (
+    N_TOKENS,
+    RunTableWriter,
+    make_row,
+    reconcile_rows,
+    row_columns,
+)
 
 __all__ = ["DomainLossLogger"]
 
 log = logging.getLogger(__name__)
-
-_CONTRACT = (
-    "validation_step must return a dict with 'loss_sum' (Tensor[B], summed token losses per "
-    "sample) and 'n_tokens' (Tensor[B]); see callbacks.domain_loss"
-)
 
 
 class DomainLossLogger(Callback):
@@ -91,6 +101,8 @@ class DomainLossLogger(Callback):
             (fixed-length sequences), used to count D.
         prefix: metric names are ``<prefix>/<domain>`` and ``<prefix>/mean``.
         log_mean: also log the mean over domains (equal weight per domain).
+        validate_at_end: validate once more at the last step when ``max_steps`` does not fall
+            on ``val_check_interval``, so the run's final D has a row.
 
     Example:
         >>> cb = DomainLossLogger("runs.csv", model_size="total")
@@ -109,6 +121,7 @@ class DomainLossLogger(Callback):
         tokens_per_sample: int | None = None,
         prefix: str = "val/loss",
         log_mean: bool = True,
+        validate_at_end: bool = True,
     ) -> None:
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a file path or None, got {path!r}")
@@ -137,6 +150,7 @@ class DomainLossLogger(Callback):
         self.tokens_per_sample = tokens_per_sample
         self.prefix = prefix
         self.log_mean = bool(log_mean)
+        self.validate_at_end = bool(validate_at_end)
 
         self._val_domains: list[str] = []
         self._val_slot: dict[str, int] = {}
@@ -150,9 +164,21 @@ class DomainLossLogger(Callback):
         self._restored: dict[str, dict[str, float]] = {"samples": {}, "tokens": {}}
         self._counting = "batches"
         self._n: int | None = None
-        self._columns: list[str] | None = None
+        self._n_total: int | None = None
+        self._n_non_embedding: int | None = None
+        self._writer: RunTableWriter | None = None
+        self._rows_written = 0
+        self._resumed = False
         self._warned_no_tokens = False
+        self._warned: set[str] = set()
         self._trainer: pl.Trainer | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two loggers in one Trainer log under two prefixes, and keep separate states. Not the
+        # path: a resume writing to another table must still find its D.
+        return self._generate_state_key(prefix=self.prefix)
 
     # ---------------------------------------------------------------- setup
 
@@ -181,17 +207,23 @@ class DomainLossLogger(Callback):
             )
         if self.run is None:
             self.run = _default_run_name(trainer)
+        check_same_table(self, trainer)
         self._trainer = trainer
         self._n = None
         if stage == "fit":
-            self._n = count_parameters(pl_module, self.model_size)
-            if self._n == 0:
-                # configure_model() builds the layers after setup; count again at fit start.
-                self._n = None
+            self._count_n(pl_module)
         known = self._val_domains and self._train_domains
         if self.path is not None and known and trainer.is_global_zero:
             # Fail before training, not at the first validation, on a file of another sweep.
-            self._ensure_header(self.path, self._row_columns())
+            self._table()
+
+    def _count_n(self, pl_module: pl.LightningModule) -> None:
+        self._n_total = count_parameters(pl_module, "total")
+        self._n_non_embedding = count_parameters(pl_module, "non_embedding")
+        self._n = count_parameters(pl_module, self.model_size)
+        if self._n_total == 0:
+            # configure_model() builds the layers after setup; count again at fit start.
+            self._n = self._n_total = self._n_non_embedding = None
 
     def _find_train_domains(self, trainer: pl.Trainer) -> list[str]:
         if self.weights is not None:
@@ -208,7 +240,7 @@ class DomainLossLogger(Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._n is None:
-            self._n = count_parameters(pl_module, self.model_size)
+            self._count_n(pl_module)
         if not self._train_domains:
             # A train loader passed to fit() directly is known only now.
             self._train_domains = self._find_train_domains(trainer)
@@ -217,6 +249,26 @@ class DomainLossLogger(Callback):
         self._consumed = torch.zeros(
             2, len(self._train_domains), dtype=torch.float64, device=pl_module.device
         )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path is None:
+            return
+        check_validation_runs(trainer, pl_module)
+        # Here, not at fit start: the loops (and so global_step) are restored only now.
+        if trainer.is_global_zero:
+            assert self.run is not None
+            step = trainer.global_step
+            dropped = reconcile_rows(self.path, self.run, step, resumed=self._resumed)
+            if dropped:
+                log.warning(
+                    "DomainLossLogger: resumed run %r at step %d: dropped its %d rows after that"
+                    " step from %s; they are written again as training repeats them",
+                    self.run,
+                    step,
+                    dropped,
+                    self.path,
+                )
 
     # ---------------------------------------------------------------- training: count D
 
@@ -229,20 +281,22 @@ class DomainLossLogger(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        self._validate_at_the_end(trainer)
         if self._consumed is None or not self._train_domains:
             return
-        domains = batch.get("__domain__") if isinstance(batch, Mapping) else None
-        if domains is None:
+        meta = train_meta(trainer, batch)
+        if meta is None:
             if self._counting == "batches":
                 self._counting = "sampler"
                 rank_zero_warn(
-                    "DomainLossLogger: training batches carry no '__domain__'; D and the realized"
-                    " shares fall back to the sampler's counters, which include samples that"
-                    " workers prefetched but training has not consumed yet."
+                    "DomainLossLogger: the training batches' domains are unknown (batches from"
+                    " neither MixtureDataModule nor dicts with '__domain__'); D and the realized"
+                    " shares fall back to the sampler's counters, which run ahead of training by"
+                    " the prefetched batches. Train with mixsampler.MixtureDataModule for exact"
+                    " counts."
                 )
             return
-        if isinstance(domains, str):
-            domains = [domains]
+        domains, ntok = meta
         try:
             idx = [self._train_slot[d] for d in domains]
         except KeyError as err:
@@ -254,25 +308,32 @@ class DomainLossLogger(Callback):
         index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
         ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
         self._consumed[0].index_add_(0, index, ones)
-        ntok = batch.get("__ntok__")
         if ntok is not None:
-            ntok = torch.as_tensor(ntok).detach().to(dev, torch.float64).reshape(-1)
-            if ntok.numel() != len(idx):
-                raise ValueError(
-                    f"batch['__ntok__'] has {ntok.numel()} entries for {len(idx)} samples"
-                )
-            self._consumed[1].index_add_(0, index, ntok)
+            tokens = torch.tensor(ntok, dtype=torch.float64).to(dev, non_blocking=True)
         elif self.tokens_per_sample is not None:
-            self._consumed[1].index_add_(0, index, ones * self.tokens_per_sample)
-        elif not self._warned_no_tokens:
-            self._warned_no_tokens = True
-            rank_zero_warn(
-                "DomainLossLogger: training batches carry no '__ntok__' and tokens_per_sample is"
-                " not set, so n_tokens counts samples, not tokens."
-            )
-            self._consumed[1].index_add_(0, index, ones)
+            tokens = ones * self.tokens_per_sample
         else:
-            self._consumed[1].index_add_(0, index, ones)
+            if not self._warned_no_tokens:
+                self._warned_no_tokens = True
+                rank_zero_warn(
+                    "DomainLossLogger: the training samples carry no token count ('ntok' field"
+                    " or MixtureDataModule(length_fn=...)) and tokens_per_sample is not set, so"
+                    " n_tokens counts samples, not tokens."
+                )
+            tokens = ones
+        self._consumed[1].index_add_(0, index, tokens)
+
+    def _validate_at_the_end(self, trainer: pl.Trainer) -> None:
+        # Lightning validates at the last step only when it falls on val_check_interval (a run
+        # of 97 steps at interval 20 would end with no row after step 80). Asking the loop to
+        # stop at the step it ends anyway makes it validate once more there.
+        if (
+            self.validate_at_end
+            and trainer.max_steps > 0
+            and trainer.global_step >= trainer.max_steps
+            and not trainer.should_stop
+        ):
+            trainer.should_stop = True
 
     # ---------------------------------------------------------------- validation: sum losses
 
@@ -302,44 +363,34 @@ class DomainLossLogger(Callback):
     ) -> None:
         if self._sums is None or self._counts is None:
             return
-        if (
-            not isinstance(outputs, Mapping)
-            or "loss_sum" not in outputs
-            or ("n_tokens" not in outputs)
-        ):
-            got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
-            raise ValueError(f"{_CONTRACT}; got {got}")
-        loss_sum = torch.as_tensor(outputs["loss_sum"]).detach()
-        n_tok = torch.as_tensor(outputs["n_tokens"]).detach()
-        domains = outputs.get("domain")
-        if domains is None and isinstance(batch, Mapping):
-            domains = batch.get("__domain__")
-        if domains is None or isinstance(domains, str):
-            name = domains if isinstance(domains, str) else self._loader_domain(dataloader_idx)
+        meta = val_meta(trainer, batch, batch_idx, dataloader_idx)
+        domains, ntok = meta if meta is not None else (None, None)
+        loader_domain = (
+            self._loader_domains[dataloader_idx]
+            if self._loader_domains and dataloader_idx < len(self._loader_domains)
+            else None
+        )
+        name, loss_sum, n_tok = val_parts(outputs, domains, ntok, loader_domain, self._warned)
+        if name is None:
+            raise ValueError(
+                "cannot tell the domain of a validation batch: use MixtureDataModule(val=...),"
+                " a dict of validation loaders keyed by domain, or return 'domain' from"
+                " validation_step"
+            )
+        if isinstance(name, str):
             slot = self._slot(name)
             self._sums[slot] += loss_sum.to(self._sums.device, torch.float64).sum()
             self._counts[slot] += n_tok.to(self._counts.device, torch.float64).sum()
             return
-        loss_sum = loss_sum.reshape(-1)
-        n_tok = n_tok.reshape(-1)
-        if not (len(domains) == loss_sum.numel() == n_tok.numel()):
+        if not (len(name) == loss_sum.numel() == n_tok.numel()):
             raise ValueError(
                 f"validation_step returned {loss_sum.numel()} loss_sum, {n_tok.numel()} n_tokens"
-                f" and {len(domains)} domains; they must have one entry per sample"
+                f" and {len(name)} domains; they must have one entry per sample"
             )
-        index = torch.tensor([self._slot(d) for d in domains], dtype=torch.long)
+        index = torch.tensor([self._slot(d) for d in name], dtype=torch.long)
         index = index.to(self._sums.device, non_blocking=True)
         self._sums.index_add_(0, index, loss_sum.to(self._sums.device, torch.float64))
         self._counts.index_add_(0, index, n_tok.to(self._counts.device, torch.float64))
-
-    def _loader_domain(self, dataloader_idx: int) -> str:
-        if not self._loader_domains:
-            raise ValueError(
-                "cannot tell the domain of a validation batch: return 'domain' from"
-                " validation_step, give batches a '__domain__', or use a dict of validation"
-                " loaders keyed by domain"
-            )
-        return self._loader_domains[dataloader_idx]
 
     def _slot(self, domain: str) -> int:
         slot = self._val_slot.get(domain)
@@ -363,6 +414,7 @@ class DomainLossLogger(Callback):
         # The only collective of this callback: one all-reduce per validation epoch.
         total = trainer.strategy.reduce(torch.cat(parts), reduce_op="sum").to("cpu")
         sums, counts = total[:k], total[k : 2 * k]
+        check_every_domain_validated(trainer, self._val_domains, counts.tolist())
         losses = {
             d: (float(sums[i] / counts[i]) if counts[i] > 0 else math.nan)
             for i, d in enumerate(self._val_domains)
@@ -381,7 +433,7 @@ class DomainLossLogger(Callback):
             consumed = self._sampler_counts(trainer)
         samples, tokens = self._with_restored(consumed)
         if trainer.is_global_zero:
-            self._write_row(self.path, trainer, losses, samples, tokens)
+            self._write_row(trainer, losses, samples, tokens)
 
     def _sampler_counts(self, trainer: pl.Trainer) -> list[list[float]]:
         ds = find_mixture_dataset(trainer)
@@ -409,70 +461,39 @@ class DomainLossLogger(Callback):
 
     # ---------------------------------------------------------------- the run table
 
-    def _row_columns(self) -> list[str]:
-        return (
-            ["run", "step", "model_size", "n_tokens"]
-            + [f"weight_{d}" for d in self._train_domains]
-            + [f"{d}_loss" for d in self._val_domains]
-            + [f"realized_{d}" for d in self._train_domains]
-        )
-
-    def _ensure_header(self, path: Path, columns: list[str]) -> list[str]:
-        """Write the header to a new file, or check an existing one; the file's column order."""
-        if self._columns is not None and set(self._columns) == set(columns):
-            return self._columns
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), [])
-            if set(header) != set(columns):
-                missing = [c for c in columns if c not in header]
-                extra = [c for c in header if c not in columns]
-                raise ValueError(
-                    f"path {str(path)!r} has columns {header}, this run writes {columns}"
-                    f" (missing there: {missing}, not written by this run: {extra}); append to a"
-                    " file with the same domains or choose another path"
-                )
-            self._columns = header  # keep the file's order
-            return header
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _append(path, _csv_line(columns))
-        self._columns = columns
-        return columns
+    def _table(self) -> RunTableWriter:
+        """The writer of ``path`` (created with its header, or its header checked)."""
+        assert self.path is not None
+        columns = row_columns(self._train_domains, self._val_domains)
+        if self._writer is None or set(self._writer.columns) != set(columns):
+            self._writer = RunTableWriter(self.path, columns)
+        return self._writer
 
     def _write_row(
         self,
-        path: Path,
         trainer: pl.Trainer,
         losses: dict[str, float],
         samples: dict[str, float],
         tokens: dict[str, float],
     ) -> None:
-        columns = self._ensure_header(path, self._row_columns())
         weights = self._current_weights(trainer)
         if self._train_domains and weights is None:
             raise ValueError(
                 "DomainLossLogger cannot tell the training weights: train on a MixtureDataset /"
                 " MixtureDataModule or pass weights={domain: share}"
             )
-        total_tokens = sum(tokens.values())
         dataset = find_mixture_dataset(trainer)
+        # Shares in the sampler's unit: samples unless it mixes by tokens.
         by_samples = getattr(dataset, "unit", "tokens") == "samples" or all(
             tokens[d] == samples[d] for d in tokens
         )
-        realized_base = samples if by_samples else tokens
-        denom = sum(realized_base.values())
-        row: dict[str, Any] = {
-            "run": self.run,
-            "step": trainer.global_step,
-            "model_size": self._n,
-            "n_tokens": int(round(total_tokens)),
-        }
-        for d in self._train_domains:
-            row[f"weight_{d}"] = weights[d] if weights else ""
-            row[f"realized_{d}"] = realized_base[d] / denom if denom > 0 else ""
-        for d, value in losses.items():
-            row[f"{d}_loss"] = "" if math.isnan(value) else value
-        _append(path, _csv_line([row.get(c, "") for c in columns]))
+        sizes = (self._n, self._n_total, self._n_non_embedding)
+        row = make_row(
+            self.run, trainer.global_step, sizes, weights, losses, samples if by_samples else tokens
+        )
+        row[N_TOKENS] = int(round(sum(tokens.values())))
+        self._table().append(row)
+        self._rows_written += 1
 
     def _current_weights(self, trainer: pl.Trainer) -> dict[str, float] | None:
         if self.weights is not None:
@@ -509,6 +530,7 @@ class DomainLossLogger(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.run = state_dict.get("run", self.run)
+        self._resumed = True
         self._restored = {
             "samples": {str(k): float(v) for k, v in state_dict.get("samples", {}).items()},
             "tokens": {str(k): float(v) for k, v in state_dict.get("tokens", {}).items()},
@@ -524,19 +546,3 @@ def _default_run_name(trainer: pl.Trainer) -> str:
         version = f"version_{version}" if isinstance(version, int) else str(version)
         return f"{logger.name}/{version}" if logger.name else version
     return Path(trainer.default_root_dir).resolve().name or "run"
-
-
-def _append(path: Path, line: str) -> None:
-    # One write of a whole line, then fsync: a SIGKILL can only lose the row being written.
-    with open(path, "a", newline="") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _csv_line(values: list[Any]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(
-        [repr(v) if isinstance(v, float) else v for v in values]
-    )
-    return buf.getvalue()

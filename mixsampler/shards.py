@@ -3,9 +3,22 @@
 Each sample has three members: ``__key__`` (its index), ``bin`` (the raw UTF-8 bytes of the text:
 byte-level tokens, vocabulary 256) and ``ntok`` (the token count as ASCII decimal), so
 ``MixtureDataset(unit="tokens")`` can count tokens without decoding. With ``chunk_tokens=T`` the
-files are concatenated (sorted by path, joined by ``separator``) and cut into samples of exactly
-``T`` bytes, training sequences ready to use; the tail shorter than ``T`` is dropped and
+files are concatenated (sorted by path, joined by ``separator``) and cut into chunks of exactly
+``T`` bytes, training sequences ready to use; the tail shorter than a sample is dropped and
 reported. Without it every non-empty file becomes one sample.
+
+**What one sample is.** With ``chunks_per_sample=K`` a sample holds ``K`` consecutive chunks
+(``K x T`` bytes of one domain; ``ntok = K x T``): the collate reshapes ``bin`` to ``(K, T)``
+and a batch of ``B`` samples trains on ``B x K`` sequences. The mixture is exact in samples, so
+in units of ``K`` chunks (by tokens too, as every sample has ``K x T`` tokens). Why: a tar member
+costs a 512-byte header and pads its data to 512 bytes, so one sample of two members costs at
+least 2 KiB; at ``T = 129`` the shards were 16x the text, and ``K`` of a few hundred brings that
+near 1x (``ShardResult.size_ratio`` reports it).
+
+**Validation split.** ``val_fraction=F`` puts a deterministic ``round(F x n)`` of the ``n``
+non-empty input files (documents) into ``out_dir/val/``: those with the smallest SHA-1 of their
+content, so the split does not depend on paths or order, and identical documents land on the
+same side (a duplicated document cannot leak from train into validation).
 
 Output is deterministic: inputs are sorted, tar headers carry no time stamps or owners, and each
 shard is written to a temporary name and renamed, so a crash never leaves a half-written shard
@@ -21,12 +34,14 @@ Example:
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["ShardResult", "write_shards", "collect_files"]
 
@@ -44,7 +59,10 @@ class ShardResult:
         tokens: tokens (bytes) written.
         files: input files read.
         skipped_files: empty input files, which give no sample.
-        dropped_tokens: bytes at the end that did not fill a whole ``chunk_tokens`` sample.
+        dropped_tokens: bytes at the end that did not fill a whole sample.
+        shard_bytes: size of the shards on disk.
+        val: the validation split (``val_fraction``), written under ``out_dir/val``; None
+            without one.
     """
 
     domain: str
@@ -54,6 +72,13 @@ class ShardResult:
     files: int = 0
     skipped_files: int = 0
     dropped_tokens: int = 0
+    shard_bytes: int = 0
+    val: ShardResult | None = None
+
+    @property
+    def size_ratio(self) -> float:
+        """Shard bytes per text byte written (tar headers and padding are the overhead)."""
+        return self.shard_bytes / self.tokens if self.tokens else float("nan")
 
     @property
     def pattern(self) -> str:
@@ -190,8 +215,10 @@ def write_shards(
     *,
     domain: str,
     chunk_tokens: int | None = None,
+    chunks_per_sample: int = 1,
     samples_per_shard: int = 1000,
     separator: str = "\n",
+    val_fraction: float = 0.0,
     overwrite: bool = False,
     progress: bool = False,
 ) -> ShardResult:
@@ -199,39 +226,124 @@ def write_shards(
 
     Args:
         inputs: folders (read recursively), globs or files of UTF-8 text.
-        out_dir: where the shards go (created if missing).
+        out_dir: where the shards go (created if missing); a validation split goes to
+            ``out_dir/val``.
         domain: the domain name, used as the shard prefix.
-        chunk_tokens: cut the concatenated text into samples of exactly this many bytes;
+        chunk_tokens: cut the concatenated text into chunks of exactly this many bytes;
             None writes one sample per file.
+        chunks_per_sample: chunks in one sample (``chunk_tokens`` only); see the module
+            docstring for what a sample then is.
         samples_per_shard: samples in each shard (the last one may hold fewer).
         separator: inserted between files when ``chunk_tokens`` concatenates them.
+        val_fraction: share of the documents (input files) held out for validation, in
+            ``[0, 1)``; chosen by content hash, so deterministic.
         overwrite: replace existing ``<domain>-*.tar`` shards in ``out_dir``; without it they
             are an error (stale shards of a bigger earlier run would join the domain).
         progress: show a progress bar over the input files.
 
     Returns:
-        A :class:`ShardResult` with the shard paths and the sample and token totals.
+        A :class:`ShardResult` with the shard paths and the sample and token totals (and
+        ``val``, the held-out split's).
 
     Raises:
-        ValueError: a bad argument, a file that is not UTF-8, existing shards, no samples.
+        ValueError: a bad argument, a file that is not UTF-8, existing shards, ``out_dir``
+            naming a file, no samples.
         FileNotFoundError: an input that does not exist.
+
+    Example:
+        >>> r = write_shards("corpus/", "shards", domain="web", chunk_tokens=129,
+        ...                  chunks_per_sample=256, val_fraction=0.01)  # doctest: +SKIP
+        >>> r.pattern, r.val.pattern, round(r.size_ratio, 2)  # doctest: +SKIP
+        ('shards/web-{000000..000001}.tar', 'shards/val/web-{000000..000000}.tar', 1.02)
     """
+    _check_args(domain, chunk_tokens, chunks_per_sample, samples_per_shard, val_fraction)
+    files = collect_files(inputs)
+    out = os.fspath(out_dir)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out_dir (-o) {out} is a file, expected a folder for the shards")
+    val_files: list[str] = []
+    if val_fraction > 0:
+        files, val_files = _split(files, val_fraction, domain)
+    size = chunk_tokens * chunks_per_sample if chunk_tokens is not None else None
+    result = _write_domain(
+        files, out, domain, size, samples_per_shard, separator, overwrite, progress
+    )
+    if val_files:
+        val_dir = os.path.join(out, "val")
+        result.val = _write_domain(
+            val_files, val_dir, domain, size, samples_per_shard, separator, overwrite, False
+        )
+    return result
+
+
+def _check_args(
+    domain: Any,
+    chunk_tokens: Any,
+    chunks_per_sample: Any,
+    samples_per_shard: Any,
+    val_fraction: Any,
+) -> None:
     if not isinstance(domain, str) or not _DOMAIN.match(domain):
         raise ValueError(
             f"domain must be a name of letters, digits, '_', '-' or '.', got {domain!r}"
         )
-    if chunk_tokens is not None and (
-        isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1
+    for name, value, allow_none in (
+        ("chunk_tokens", chunk_tokens, True),
+        ("chunks_per_sample", chunks_per_sample, False),
+        ("samples_per_shard", samples_per_shard, False),
     ):
-        raise ValueError(f"chunk_tokens must be a positive integer or None, got {chunk_tokens!r}")
+        if value is None and allow_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            extra = " or None" if allow_none else ""
+            raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+    if chunks_per_sample != 1 and chunk_tokens is None:
+        raise ValueError(
+            f"chunks_per_sample={chunks_per_sample} needs chunk_tokens (one sample per file"
+            " has no chunks)"
+        )
     if (
-        isinstance(samples_per_shard, bool)
-        or not isinstance(samples_per_shard, int)
-        or samples_per_shard < 1
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, (int, float))
+        or not 0 <= val_fraction < 1
     ):
-        raise ValueError(f"samples_per_shard must be a positive integer, got {samples_per_shard!r}")
-    files = collect_files(inputs)
-    out = os.fspath(out_dir)
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+
+
+def _split(files: list[str], fraction: float, domain: str) -> tuple[list[str], list[str]]:
+    """(train, val) files: val are the ``round(fraction x n)`` with the smallest content hash."""
+    digests: dict[str, str] = {}
+    for path in files:
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if os.path.getsize(path):
+            digests[path] = h.hexdigest()
+    n_val = round(fraction * len(digests))
+    if n_val == 0 or n_val == len(digests):
+        raise ValueError(
+            f"domain {domain!r}: val_fraction={fraction} of {len(digests)} non-empty files holds"
+            f" out {n_val}; a split needs at least one file on each side (a larger or smaller"
+            " val_fraction, or more files)"
+        )
+    ranked = sorted(digests, key=lambda p: (digests[p], p))
+    cut = digests[ranked[n_val - 1]]
+    # Identical documents share a hash: all of them go to validation, none stays in training.
+    val = {p for p, d in digests.items() if d <= cut}
+    return [p for p in files if p not in val], sorted(val)
+
+
+def _write_domain(
+    files: list[str],
+    out: str,
+    domain: str,
+    size: int | None,
+    samples_per_shard: int,
+    separator: str,
+    overwrite: bool,
+    progress: bool,
+) -> ShardResult:
     os.makedirs(out, exist_ok=True)
     existing = sorted(glob.glob(os.path.join(glob.escape(out), f"{glob.escape(domain)}-*.tar")))
     if existing and not overwrite:
@@ -246,14 +358,14 @@ def write_shards(
     if progress:
         from tqdm import tqdm
 
-        files_iter = tqdm(files, desc=f"shards {domain}", unit="file")
+        files_iter: Iterable[str] = tqdm(files, desc=f"shards {domain}", unit="file")
     else:
         files_iter = files
     writer = _ShardWriter(out, domain, samples_per_shard)
     try:
         samples = _texts(files_iter, result)
-        if chunk_tokens is not None:
-            samples = _chunks(samples, chunk_tokens, separator.encode("utf-8"), result)
+        if size is not None:
+            samples = _chunks(samples, size, separator.encode("utf-8"), result)
         for data in samples:
             writer.add(data)
             result.tokens += len(data)
@@ -261,12 +373,13 @@ def write_shards(
         writer.close()
     result.paths = writer.paths
     result.samples = writer.samples
+    result.shard_bytes = sum(os.path.getsize(p) for p in writer.paths)
     if result.samples == 0:
         why = (
-            f"the {result.files} files hold {result.dropped_tokens} bytes, fewer than "
-            f"chunk_tokens={chunk_tokens}"
-            if chunk_tokens
+            f"the {result.files} files hold {result.dropped_tokens} bytes, fewer than one sample"
+            f" of {size}"
+            if size
             else f"all {result.files} files are empty"
         )
-        raise ValueError(f"domain {domain!r}: no samples written: {why}")
+        raise ValueError(f"domain {domain!r}: no samples written to {out}: {why}")
     return result

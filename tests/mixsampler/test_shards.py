@@ -89,7 +89,7 @@ def test_bad_inputs_get_clear_messages(corpus, tmp_path):
         write_shards(corpus, out, domain="web", chunk_tokens=0)
     with pytest.raises(ValueError, match="domain must be a name"):
         write_shards(corpus, out, domain="a/b")
-    with pytest.raises(ValueError, match="fewer than chunk_tokens=100000"):
+    with pytest.raises(ValueError, match="fewer than one sample of 100000"):
         write_shards(corpus, out, domain="web", chunk_tokens=100000)
     write_shards(corpus, out, domain="web")
     with pytest.raises(ValueError, match="already holds 1 shards of domain 'web'"):
@@ -120,3 +120,55 @@ def test_cli_writes_each_domain(corpus, tmp_path, capsys):
     assert sorted(os.listdir(out))[:2] == ["code-000000.tar", "code-000001.tar"]
     assert main(["shards", "nodomain", "-o", str(out)]) == 2
     assert "inputs are DOMAIN=PATH" in capsys.readouterr().err
+
+
+def test_val_fraction_holds_out_documents_by_content_deterministically(tmp_path):
+    root = tmp_path / "docs"
+    root.mkdir()
+    texts = [f"document {i} " * (i + 1) for i in range(20)]
+    for i, t in enumerate(texts):
+        (root / f"{i:02d}.txt").write_text(t)
+    (root / "copy.txt").write_text(texts[7])  # a duplicate must not straddle the split
+    result = write_shards(root, tmp_path / "out", domain="d", val_fraction=0.25)
+    train = [s["bin"].decode() for s in _read(result.paths)]
+    val = [s["bin"].decode() for s in _read(result.val.paths)]
+    assert sorted(train + val) == sorted(texts + [texts[7]]) and not set(train) & set(val)
+    assert len(val) in (5, 6)  # round(0.25 x 21) = 5, plus the copy of one held out
+    assert os.path.dirname(result.val.paths[0]) == str(tmp_path / "out" / "val")
+    # The split depends on the contents only: renamed files give the same one.
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for i, p in enumerate(sorted(root.iterdir())):
+        (renamed / f"x{20 - i}.md").write_bytes(p.read_bytes())
+    again = write_shards(renamed, tmp_path / "out2", domain="d", val_fraction=0.25)
+    assert sorted(s["bin"].decode() for s in _read(again.val.paths)) == sorted(val)
+    with pytest.raises(ValueError, match="val_fraction=0.01 of 21 non-empty files holds out 0"):
+        write_shards(root, tmp_path / "out3", domain="d", val_fraction=0.01)
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \[0, 1\), got 1"):
+        write_shards(root, tmp_path / "out3", domain="d", val_fraction=1)
+
+
+def test_samples_of_several_chunks_keep_the_shards_near_the_texts_size(tmp_path):
+    text = tmp_path / "big.txt"
+    text.write_text("".join(f"line {i} of a long text\n" for i in range(4000)))  # ~100 KB
+    one = write_shards(text, tmp_path / "one", domain="d", chunk_tokens=129)
+    many = write_shards(text, tmp_path / "many", domain="d", chunk_tokens=129, chunks_per_sample=64)
+    # Measured 16.0x and 1.35x here; the 1.35 is mostly the tar's end padding (to 10 KiB), one
+    # per shard, which a full shard of 1000 samples makes negligible.
+    assert one.size_ratio > 10 and many.size_ratio < 1.4
+    assert (many.shard_bytes - many.tokens - 10240) / many.samples < 2048
+    samples = _read(many.paths)
+    assert all(len(s["bin"]) == int(s["ntok"]) == 64 * 129 for s in samples)
+    # The same chunks in the same order: sample k holds chunks 64k .. 64k + 63.
+    chunks = [s["bin"] for s in _read(one.paths)]
+    assert b"".join(s["bin"] for s in samples) == b"".join(chunks[: 64 * len(samples)])
+    with pytest.raises(ValueError, match="chunks_per_sample=4 needs chunk_tokens"):
+        write_shards(text, tmp_path / "x", domain="d", chunks_per_sample=4)
+
+
+def test_out_naming_a_file_is_a_clear_error(corpus, tmp_path, capsys):
+    out = tmp_path / "taken.txt"
+    out.write_text("not a folder")
+    assert main(["shards", f"web={corpus}", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "taken.txt is a file, expected a folder" in err and "Traceback" not in err
