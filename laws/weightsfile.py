@@ -284,7 +284,7 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
 def _no_weights(path: Path, doc: dict[str, Any]) -> FormatError:
     return bad_input(
         path,
-        'a weights file must hold {"weights": {domain: weight}, ...}; its keys are',
+        'a weights file must hold {"weights": {domain: weight}, ...}; it has the keys',
         value=sorted(doc)[:8],
     )
 

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixsampler.index import build_index
+
 __all__ = ["ShardResult", "write_shards", "collect_files"]
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -174,6 +176,9 @@ class _ShardWriter:
             self._tar.close()
             os.replace(self._tmp, self.paths[-1])
             self._tar = None
+            # Indexed once here, so no rank of a training job has to walk the shard to find
+            # its own members (mixsampler.index; a sidecar beside the shard).
+            build_index(self.paths[-1])
 
 
 def _texts(files: Iterable[str], result: ShardResult) -> Iterator[bytes]:

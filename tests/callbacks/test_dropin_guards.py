@@ -110,7 +110,7 @@ def _weights(path: Path, weights: dict, **extra) -> Path:
 
 def test_unconverged_weights_are_refused_unless_allowed(tmp_path) -> None:
     path = _weights(tmp_path / "W.json", {"a": 0.5, "b": 0.5}, success=False, message="gap 0.05")
-    with pytest.raises(ValueError, match="did not certify.*allow_unconverged=True"):
+    with pytest.raises(ValueError, match="did not converge.*allow_unconverged=True"):
         MixtureWeights(weights_file=path)
     assert MixtureWeights(weights_file=path, allow_unconverged=True).state_dict()["weights"]
 

@@ -216,5 +216,5 @@ def test_constructor_validates(kwargs: dict, match: str) -> None:
 def test_malformed_weights_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "W.json"
     path.write_text(json.dumps({"a": 1.0}))
-    with pytest.raises(ValueError, match=r"W.json: a weights file needs 'weights'"):
+    with pytest.raises(ValueError, match=r"W.json: a weights file must hold .*'a'"):
         MixtureWeights(weights_file=path)
