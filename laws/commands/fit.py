@@ -51,8 +51,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         bar.set_postfix_str(t)
         res = fit(table, args.law, t, seed=args.seed)
         # Recorded so that `optimize --runs ... --bootstrap` refits on the same rows.
-        res.law.fit["where"] = args.where
-        fitted[t] = res.law
+        fitted[t] = res.law.with_fit_info(where=args.where)
         rows.append(res)
     save_laws(args.output, fitted)
     print(f"{'target':<16} {'MRE %':>7} {'rows':>6} {'missing':>7} {'seconds':>8}  message")
