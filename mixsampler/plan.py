@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from laws.schema import N_TOKENS, RUN, weight_column
+
 __all__ = [
     "DESIGNS",
     "MAX_MIXTURES",
@@ -179,21 +181,21 @@ class Plan:
                     f"base_config {str(path)!r} must hold a YAML mapping, got {base!r}"
                 )
 
-        columns = ["run", "mixture", "model", "n_tokens", "max_steps", "config"] + [
-            f"weight_{d}" for d in self.domains
+        columns = [RUN, "mixture", "model", N_TOKENS, "max_steps", "config"] + [
+            weight_column(d) for d in self.domains
         ]
         rows = []
         for run in self.runs:
             cfg = copy.deepcopy(base)
-            weights = {d: run[f"weight_{d}"] for d in self.domains}
+            weights = {d: run[weight_column(d)] for d in self.domains}
             _set_datamodule_weights(cfg, weights)
             for key, value in self.model_sizes[run["model"]].items():
                 _set_dotted(cfg, key, copy.deepcopy(value))
             trainer = cfg.setdefault("trainer", {})
-            trainer["default_root_dir"] = str(out / "logs" / run["run"])
+            trainer["default_root_dir"] = str(out / "logs" / run[RUN])
             max_steps = None
             if tokens_per_step is not None:
-                max_steps = math.ceil(run["n_tokens"] / tokens_per_step)
+                max_steps = math.ceil(run[N_TOKENS] / tokens_per_step)
                 trainer["max_steps"] = max_steps
             _set_logger_callback(trainer, path=str(out / runs_dir / f"{run['run']}.csv"), run=run)
             cfg.setdefault("seed_everything", self.seed)
@@ -313,8 +315,8 @@ def make_plan(
         for t in budgets:
             for i, h in enumerate(weights):
                 name = f"{model}-{_fmt_tokens(t)}-m{i:0{width}d}"
-                run = {"run": name, "mixture": i, "model": model, "n_tokens": t}
-                run.update({f"weight_{d}": float(w) for d, w in zip(names, h, strict=True)})
+                run = {RUN: name, "mixture": i, "model": model, N_TOKENS: t}
+                run.update({weight_column(d): float(w) for d, w in zip(names, h, strict=True)})
                 runs.append(run)
     return Plan(
         domains=names,
@@ -462,4 +464,4 @@ def _set_logger_callback(trainer: dict[str, Any], *, path: str, run: dict[str, A
         args = {}
         callbacks.append({"class_path": "callbacks.DomainLossLogger", "init_args": args})
     args["path"] = path
-    args["run"] = run["run"]
+    args["run"] = run[RUN]
