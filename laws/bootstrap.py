@@ -59,6 +59,8 @@ class BootstrapResult:
         warnings: the full-data fits' identifiability warnings (``target: warning``), and how
             many replicates had warnings of their own.
         seconds: wall time of the replicates (not the full-data fits).
+        cpu_seconds: CPU time of the replicates' refits, summed over processes (what idle
+            cores would take, on a shared machine).
     """
 
     law: str
@@ -73,6 +75,7 @@ class BootstrapResult:
     converged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def _q(self, level: float | None) -> tuple[float, float]:
         level = self.level if level is None else level
@@ -129,25 +132,41 @@ class _Job:
     init: FittedLaw | None
 
 
-def _refit_target(job: _Job) -> list[FitResult]:
-    """Refit one target on every resample (runs in a worker process with ``jobs > 1``)."""
-    return [
-        fit(
-            job.table.select(idx),
-            job.law,
-            job.target,
-            seed=job.seed + 1 + b,
-            settings=job.settings,
-            init=job.init,
-        )
-        for b, idx in enumerate(job.samples)
-    ]
+def _refit_target(job: _Job) -> tuple[list[FitResult], float]:
+    """Refit one target on every resample (runs in a worker process with ``jobs > 1``).
+
+    The replicates' own warnings are not logged one by one (200 copies of the same line); the
+    bootstrap logs the full fits' warnings and a count per target instead.
+    """
+    import time
+
+    fit_log = logging.getLogger("laws.fit")
+    level = fit_log.level
+    fit_log.setLevel(logging.ERROR)
+    c0 = time.process_time()
+    try:
+        out = [
+            fit(
+                job.table.select(idx),
+                job.law,
+                job.target,
+                seed=job.seed + 1 + b,
+                settings=job.settings,
+                init=job.init,
+            )
+            for b, idx in enumerate(job.samples)
+        ]
+        return out, time.process_time() - c0
+    finally:
+        fit_log.setLevel(level)
 
 
-def _worker_init() -> None:
-    # One BLAS thread per process: the fits are small matrix ops; threads only contend.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
+_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _worker_init(level: int) -> None:
+    # Spawned workers start with default logging: keep the parent's level for "laws".
+    logging.getLogger("laws").setLevel(level)
 
 
 def run_parallel(fn: Any, items: Sequence[Any], jobs: int) -> list[Any]:
@@ -157,12 +176,25 @@ def run_parallel(fn: Any, items: Sequence[Any], jobs: int) -> list[Any]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(items)),
-        mp_context=mp.get_context("spawn"),
-        initializer=_worker_init,
-    ) as pool:
-        return list(pool.map(fn, items))
+    # One BLAS thread per process: the fits are small matrix ops where threads only contend.
+    # BLAS reads these when numpy loads, before any initializer runs, so the children get
+    # them from the environment they are spawned with.
+    saved = {v: os.environ.get(v) for v in _BLAS_VARS}
+    os.environ.update(dict.fromkeys(_BLAS_VARS, "1"))
+    try:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(items)),
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(logging.getLogger("laws").getEffectiveLevel(),),
+        ) as pool:
+            return list(pool.map(fn, items))
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
 
 
 def _refit_settings(
@@ -268,9 +300,10 @@ def bootstrap(
         from tqdm.auto import tqdm
 
         job_list_iter = tqdm(job_list, desc=f"bootstrap {law}", unit="target")
-        reps = dict(zip(full, [_refit_target(j) for j in job_list_iter], strict=True))
+        done = [_refit_target(j) for j in job_list_iter]
     else:
-        reps = dict(zip(full, run_parallel(_refit_target, job_list, jobs), strict=True))
+        done = run_parallel(_refit_target, job_list, jobs)
+    reps = {t: d[0] for t, d in zip(full, done, strict=True)}
     result = BootstrapResult(
         law=law, targets=list(full), domains=table.domains, level=level, full=full
     )
@@ -293,4 +326,5 @@ def bootstrap(
     result.converged = converged
     result.warnings = _collect_warnings(full, reps)
     result.seconds = time.perf_counter() - t0
+    result.cpu_seconds = float(sum(d[1] for d in done))
     return result
