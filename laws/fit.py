@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -26,18 +27,17 @@ import numpy as np
 from scipy.optimize import OptimizeResult, basinhopping, least_squares, minimize
 
 from laws.fitted import FittedLaw
-from laws.forms import LAWS, Form, uses_scale
+from laws.forms import Form
+from laws.law_checks import identifiability_warnings
+from laws.law_defs import get_law
 from laws.runtable import RunTable
 
 __all__ = ["FitResult", "FitSettings", "fit", "huber_objective"]
 
 log = logging.getLogger(__name__)
 
-# Log-space parameters stay inside exp(+-_LOG_BOUND): wide enough for any sensible law, tight
-# enough that exp() cannot overflow while the line search probes.
-_LOG_BOUND = 25.0
-_FREE_BOUND = 200.0
 _RESID_CAP = 1e3
+_RESTARTS = ("trf", "unconverged", "never")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,16 @@ class FitSettings:
             local run (a fresh trust region) instead.
         local: the local minimiser: ``"trf"`` (trust-region Gauss-Newton on the Huber loss,
             then an L-BFGS-B polish) or ``"lbfgsb"`` (L-BFGS-B alone, as the paper).
+        agree: stop the multi-start early, skipping the remaining starts and basin-hopping,
+            once two local runs reach the best objective to this relative tolerance (two
+            starts in one basin); 0 (default) always runs everything. On the paper's table
+            1e-4 halves the additive law's time at the same MRE (the hops never found a lower
+            objective there), but on Ye's M2 law all three starts agreed on a minimum 30x
+            above the one the third hop found: agreement is not proof, so it is opt-in.
+        restart: after a warm start, run the local search once more from where it stopped:
+            ``"trf"`` when the trust-region run ran out of evaluations (the joint law's
+            exponents creep), ``"unconverged"`` only when the run did not converge at all
+            (cheaper; the bootstrap's replicates), ``"never"``.
     """
 
     delta: float = 1e-3
@@ -78,6 +88,8 @@ class FitSettings:
     warm_random_starts: int = 0
     warm_niter: int = 0
     local: str = "trf"
+    restart: str = "trf"
+    agree: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("delta", "stepsize", "temperature"):
@@ -91,8 +103,12 @@ class FitSettings:
         for name in ("n_random", "n_starts", "maxiter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.restart not in _RESTARTS:
+            raise ValueError(f"restart can be {', '.join(_RESTARTS)}, got {self.restart!r}")
         if self.local not in ("trf", "lbfgsb"):
             raise ValueError(f"local can be trf, lbfgsb, got {self.local!r}")
+        if not self.agree >= 0:
+            raise ValueError(f"agree must be >= 0, got {self.agree}")
         if self.niter < 0:
             raise ValueError(f"niter must be >= 0, got {self.niter}")
 
@@ -114,6 +130,9 @@ class FitResult:
         n_rows: rows used (with a loss for the target).
         n_missing: rows skipped because the target's loss is missing.
         fixed: the scale terms dropped because N or D was constant (``["N"]``, ...).
+        warnings: identifiability problems, one line per parameter or group (a parameter on
+            its bound, a mixture term with fewer distinct mixtures than parameters, a flat
+            direction of the fit); also in ``law.warnings`` and logged at WARNING.
     """
 
     law: FittedLaw
@@ -128,6 +147,7 @@ class FitResult:
     n_rows: int
     n_missing: int
     fixed: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
 
 
 def _from_theta(form: Form, theta: np.ndarray) -> np.ndarray:
@@ -182,71 +202,13 @@ def _value_only(form: Form, ln, ld, h, y, delta, scale):  # type: ignore[no-unty
 
 
 def _random_theta(form: Form, y: np.ndarray, rng: np.random.Generator, m: int) -> np.ndarray:
-    """Draw m starting points in log-parameter space from broad, law-agnostic priors."""
-    thetas = np.empty((m, form.n_params))
-    i = 0
-    ymin = float(np.min(y))
-    for b in form.blocks:
-        size = form.k if b.per_domain else 1
-        sl = slice(i, i + size)
-        i += size
-        name = b.name
-        if name == "E":
-            # The irreducible loss sits below every observed loss.
-            thetas[:, sl] = np.log(rng.uniform(0.05, 0.95, (m, size)) * ymin)
-        elif name in ("gamma", "gammaA", "gammaB", "gamma_alpha", "gamma_beta"):
-            thetas[:, sl] = rng.uniform(np.log(0.05), np.log(3.0), (m, size))
-        elif name in ("alpha", "beta"):
-            thetas[:, sl] = rng.uniform(np.log(0.05), np.log(1.5), (m, size))
-        elif name in ("Calpha", "Cbeta"):
-            thetas[:, sl] = rng.uniform(np.log(0.05), np.log(1.5), (m, size))
-        elif name == "g":
-            thetas[:, sl] = rng.normal(0.0, 2.0, (m, size))
-        elif name == "C" and not b.positive:  # linear
-            thetas[:, sl] = rng.normal(float(np.mean(y)), float(np.std(y)) + 0.1, (m, size))
-        else:  # C, A, B, CA, CB: coefficients
-            thetas[:, sl] = rng.uniform(np.log(0.01), np.log(20.0), (m, size))
-    return thetas
-
-
-# Bounds in log space per block. They exclude the degenerate plateaus a local search otherwise
-# slides into: C_i -> 1e10 with gamma_i -> 0 turns a domain's term into a constant that E
-# absorbs, and the fit stalls at 5x the error of the real optimum.
-_LOG_RANGES: dict[str, tuple[float, float]] = {
-    "C": (1e-6, 1e6),
-    "gamma": (1e-3, 30.0),
-    "A": (1e-6, 1e6),
-    "B": (1e-6, 1e6),
-    "CA": (1e-6, 1e6),
-    "CB": (1e-6, 1e6),
-    "alpha": (1e-3, 3.0),
-    "beta": (1e-3, 3.0),
-    # Large exponents are legitimate here: (sum_i CA_i h_i)^gammaA with CA_i near 1 and
-    # gammaA -> inf tends to exp(sum_i a_i h_i), which some targets prefer (wikipedia).
-    "gammaA": (1e-2, 1e4),
-    "gammaB": (1e-2, 1e4),
-    "Calpha": (1e-4, 10.0),
-    "Cbeta": (1e-4, 10.0),
-    "gamma_alpha": (1e-2, 1e4),
-    "gamma_beta": (1e-2, 1e4),
-}
+    """Draw m starting points in fitting space from each block's prior (law_defs)."""
+    parts = [b.prior.draw(rng, m, n, y) for b, n in zip(form.blocks, form.block_sizes, strict=True)]
+    return np.concatenate(parts, axis=1) if parts else np.empty((m, 0))
 
 
 def _bounds(form: Form, y: np.ndarray | None = None) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for b in form.blocks:
-        size = form.k if b.per_domain else 1
-        if not b.positive:
-            lo, hi = -_FREE_BOUND, _FREE_BOUND
-        elif b.name == "E":
-            # The irreducible loss is below every observed loss.
-            top = float(np.max(y)) if y is not None and len(y) else 1e3
-            lo, hi = np.log(1e-4), np.log(top)
-        else:
-            a, c = _LOG_RANGES.get(b.name, (np.exp(-_LOG_BOUND), np.exp(_LOG_BOUND)))
-            lo, hi = float(np.log(a)), float(np.log(c))
-        out += [(lo, hi)] * size
-    return out
+    return form.bounds(y)
 
 
 def _to_theta(form: Form, params: Mapping[str, float]) -> np.ndarray:
@@ -259,31 +221,12 @@ def _to_theta(form: Form, params: Mapping[str, float]) -> np.ndarray:
 
 
 def _embed(src: FittedLaw, form: Form) -> dict[str, float] | None:
-    """Map a fitted smaller law into a larger one it is a special case of."""
-    p = src.params
-    dom = form.domains
-    out: dict[str, float] = {"E": p["E"]}
-    for d in dom:
-        out[f"C_{d}"] = p[f"C_{d}"]
-        out[f"gamma_{d}"] = p[f"gamma_{d}"]
-    if src.law == "additive" and form.law == "joint":
-        if form.use_n:
-            out.update({f"CA_{d}": p["A"] for d in dom}, gammaA=1.0, alpha=p["alpha"])
-        if form.use_d:
-            out.update({f"CB_{d}": p["B"] for d in dom}, gammaB=1.0, beta=p["beta"])
-        return out
-    if src.law == "joint" and form.law == "full":
-        for side, (c, g, e, ce, ge) in (
-            ("n", ("CA", "gammaA", "alpha", "Calpha", "gamma_alpha")),
-            ("d", ("CB", "gammaB", "beta", "Cbeta", "gamma_beta")),
-        ):
-            if (form.use_n if side == "n" else form.use_d) and e in p:
-                out.update({f"{c}_{d}": p[f"{c}_{d}"] for d in dom})
-                out[g] = p[g]
-                out.update({f"{ce}_{d}": p[e] for d in dom})
-                out[ge] = 1.0
-        return out if set(out) == set(form.names) else None
-    return None
+    """Map a fitted smaller law into a larger one it is a special case of (law_defs)."""
+    d = form.definition
+    if d.embed is None or src.law != d.warm_from:
+        return None
+    out = d.embed(src.params, form.domains, form.use_n, form.use_d)
+    return out if out is not None and set(out) == set(form.names) else None
 
 
 def _residuals(form: Form, ln, ld, h, y):  # type: ignore[no-untyped-def]
@@ -382,43 +325,27 @@ def _fingerprint(n: np.ndarray, d: np.ndarray, h: np.ndarray, y: np.ndarray) -> 
     return digest.hexdigest()[:16]
 
 
-def fit(
-    table: RunTable,
-    law: str,
-    target: str,
-    *,
-    seed: int = 0,
-    settings: FitSettings | None = None,
-    init: Mapping[str, float] | FittedLaw | None = None,
-) -> FitResult:
-    """Fit one law to one target of a run table.
+@dataclass
+class _Problem:
+    """The rows of one fit, ready for the search (stage 1)."""
 
-    Args:
-        table: the runs (rows with a missing loss for ``target`` are skipped and counted).
-        law: one of :data:`laws.forms.LAWS`.
-        target: a target of the table (``arxiv`` or ``arxiv_loss``).
-        seed: makes the random search and basin-hopping reproducible.
-        settings: search settings; defaults to :class:`FitSettings()`.
-        init: parameters (or a fitted law of the same form) to start from, added to the
-            random candidates; used by bootstrap to refit quickly. For joint (full) a fitted
-            additive (joint) law of the same rows is embedded and used as the warm start
-            instead of fitting one.
+    law: str
+    target: str
+    form: Form
+    sub: RunTable
+    y: np.ndarray
+    ln: np.ndarray
+    ld: np.ndarray
+    h: np.ndarray
+    n_missing: int
+    fixed: list[str]
+    notes: list[str]
+    files: list[str]
 
-    Returns:
-        A :class:`FitResult`; non-convergence is reported in ``success``/``message``,
-        never raised.
 
-    Raises:
-        ValueError: unknown law or target, or fewer rows than parameters.
-
-    Example:
-        >>> res = fit(table, "additive", "c4", seed=0)  # doctest: +SKIP
-        >>> print(f"{res.mre:.2f}% in {res.seconds:.1f}s: {res.message}")  # doctest: +SKIP
-    """
-    t0 = time.perf_counter()
-    settings = settings or FitSettings()
-    if law not in LAWS:
-        raise ValueError(f"law can be {', '.join(LAWS)}, got {law!r}")
+def _prepare(table: RunTable, law: str, target: str) -> _Problem:
+    """Stage 1: pick the rows with a loss, drop constant scales, check there are enough."""
+    definition = get_law(law)
     if target.endswith("_loss") and target[:-5] in table.losses:
         target = target[:-5]
     if target not in table.losses:
@@ -432,29 +359,23 @@ def fit(
     sub = table.select(keep)
     y = y_all[keep]
     where = ", ".join(sub.files or table.files) or "the table"
-
-    has_n, has_d = uses_scale(law)
     fixed: list[str] = []
-    use_n = use_d = True
-    if has_n and len(y) and np.ptp(np.log(sub.model_size)) == 0:
-        use_n = False
+    if definition.uses_n and len(y) and np.ptp(np.log(sub.model_size)) == 0:
         fixed.append("N")
-    if has_d and len(y) and np.ptp(np.log(sub.n_tokens)) == 0:
-        use_d = False
+    if definition.uses_d and len(y) and np.ptp(np.log(sub.n_tokens)) == 0:
         fixed.append("D")
-    target_domain = target if law == "bimix" else None
-    form = Form(law, table.domains, use_n, use_d, target_domain)
+    target_domain = target if definition.needs_target else None
+    form = Form(law, table.domains, "N" not in fixed, "D" not in fixed, target_domain)
     if len(y) < form.n_params:
         raise ValueError(
             f"{where}: {len(y)} rows with {target}_loss ({n_missing} missing), but law {law} "
             f"has {form.n_params} parameters; need at least as many rows as parameters"
         )
-    if law == "bimix":
-        t = table.domains.index(target)
-        zero = int((sub.weights[:, t] <= 0).sum())
+    if definition.needs_target:
+        zero = int((sub.weights[:, table.domains.index(target)] <= 0).sum())
         if zero:
             raise ValueError(
-                f"{where}: law bimix needs weight_{target} > 0, but {zero} rows have it at 0"
+                f"{where}: law {law} needs weight_{target} > 0, but {zero} rows have it at 0"
             )
     notes: list[str] = []
     if fixed:
@@ -469,31 +390,61 @@ def fit(
         )
         log.warning("fit %s/%s: %s", law, target, note)
         notes.append(note)
-
     ln, ld, h = Form.inputs(sub.model_size, sub.n_tokens, sub.weights)
-    # Internal scale: the objective divided by delta * mean loss reads as an MRE in %, so
-    # L-BFGS-B's absolute gradient tolerance means the same on every table.
-    scale = 100.0 / (settings.delta * float(np.mean(y)))
-    fg = huber_objective(form, ln, ld, h, y, settings.delta, scale)
-    fv = _value_only(form, ln, ld, h, y, settings.delta, scale)
-    bounds = _bounds(form, y)
-    nfev = 0
-    rng = np.random.default_rng(seed)
+    return _Problem(
+        law,
+        target,
+        form,
+        sub,
+        y,
+        ln,
+        ld,
+        h,
+        n_missing,
+        fixed,
+        notes,
+        list(sub.files or table.files),
+    )
 
-    resid, rjac = _residuals(form, ln, ld, h, y)
 
-    def local(theta0: np.ndarray) -> OptimizeResult:
-        nonlocal nfev
-        r = _local_minimize(fg, resid, rjac, theta0, bounds, settings)
-        nfev += int(r.nfev)
+class _Search:
+    """The objective of one problem and its local minimiser, counting evaluations."""
+
+    def __init__(self, prob: _Problem, settings: FitSettings) -> None:
+        f, y = prob.form, prob.y
+        self.settings = settings
+        # Internal scale: the objective divided by delta * mean loss reads as an MRE in %, so
+        # L-BFGS-B's absolute gradient tolerance means the same on every table.
+        self.scale = 100.0 / (settings.delta * float(np.mean(y)))
+        self.fg = huber_objective(f, prob.ln, prob.ld, prob.h, y, settings.delta, self.scale)
+        self.fv = _value_only(f, prob.ln, prob.ld, prob.h, y, settings.delta, self.scale)
+        self.resid, self.rjac = _residuals(f, prob.ln, prob.ld, prob.h, y)
+        self.bounds = f.bounds(y)
+        self.nfev = 0
+
+    def local(self, theta0: np.ndarray) -> OptimizeResult:
+        r = _local_minimize(self.fg, self.resid, self.rjac, theta0, self.bounds, self.settings)
+        self.nfev += int(r.nfev)
         return r
 
-    # 1. Starting candidates: warm start, user init, random search.
+
+def _global_starts(
+    prob: _Problem,
+    search: _Search,
+    table: RunTable,
+    settings: FitSettings,
+    init: Mapping[str, float] | FittedLaw | None,
+    seed: int,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], bool]:
+    """Stage 2: starting points: a warm start (embedded smaller law), ``init``, random search.
+
+    Returns the starts (warm one first) and whether there is a warm start.
+    """
+    form = prob.form
     starts: list[np.ndarray] = []
-    warm_from = {"joint": "additive", "full": "joint"}.get(law)
-    warm_fun: float | None = None
+    warm_from = form.definition.warm_from
     if isinstance(init, FittedLaw) and warm_from is not None and init.law == warm_from:
-        # A fitted smaller law (e.g. the additive fit of the same rows) as the warm start.
         emb = _embed(init, form)
         if emb is not None:
             starts.append(_to_theta(form, emb))
@@ -502,94 +453,122 @@ def fit(
         if set(params) == set(form.names):
             starts.append(_to_theta(form, params))
         else:
-            notes.append("init ignored: its parameters do not match the law")
+            prob.notes.append("init ignored: its parameters do not match the law")
     elif settings.warm_start and warm_from is not None:
-        warm_res = fit(table, warm_from, target, seed=seed, settings=settings)
-        nfev += warm_res.nfev
+        warm_res = fit(table, warm_from, prob.target, seed=seed, settings=settings)
+        search.nfev += warm_res.nfev
         emb = _embed(warm_res.law, form)
         if emb is not None:
             starts.append(_to_theta(form, emb))
-    if starts:
-        warm_fun = fv(starts[0]) / scale
-    cand = _random_theta(form, y, rng, settings.n_random)
-    if not starts or settings.warm_random_starts > 0:
-        vals = np.array([fv(c) for c in cand])
-        nfev += settings.n_random
-    else:
-        vals = np.zeros(len(cand))
     warm = bool(starts)
+    cand = _random_theta(form, prob.y, rng, settings.n_random)
     n_rand = settings.warm_random_starts if warm else settings.n_starts
-    starts += [cand[i] for i in np.argsort(vals)[:n_rand]]
+    if n_rand > 0:
+        vals = np.array([search.fv(c) for c in cand])
+        search.nfev += settings.n_random
+        starts += [cand[i] for i in np.argsort(vals)[:n_rand]]
+    return starts, warm
 
-    # 2. Polish each start; basin-hop from the best.
+
+def _refine(
+    search: _Search,
+    starts: list[np.ndarray],
+    settings: FitSettings,
+    warm: bool,
+    rng: np.random.Generator,
+) -> tuple[OptimizeResult, int]:
+    """Stage 3: a local run from each start, then basin-hopping (or a restart) from the best."""
     best = None
+    agreed = False
     for s in starts:
-        r = local(s)
+        r = search.local(s)
+        if best is not None and abs(r.fun - best.fun) <= settings.agree * abs(best.fun):
+            agreed = True
         if best is None or r.fun < best.fun:
             best = r
+        if agreed:
+            break
     assert best is not None
-    niter = settings.warm_niter if warm else settings.niter
-    if warm and niter == 0 and not best.get("trf_success", False):
+    niter = 0 if agreed else settings.warm_niter if warm else settings.niter
+    ok = bool(best.get("trf_success", False))
+    if settings.restart == "unconverged":
+        ok = ok or bool(best.get("success", False))
+    if warm and niter == 0 and settings.restart != "never" and not ok:
         # The joint law's exponents creep towards large values (its exp-linear limit); a
         # restart with a fresh trust region goes on where the first run ran out.
-        r = local(best.x)
+        r = search.local(best.x)
         if r.fun < best.fun:
             best = r
     nit = 0
     if niter > 0:
         bh = basinhopping(
-            fg,
+            search.fg,
             best.x,
             niter=niter,
             T=settings.temperature,
             stepsize=settings.stepsize,
-            minimizer_kwargs={"method": lambda fun, x0, *a, **kw: local(x0)},
+            minimizer_kwargs={"method": lambda fun, x0, *a, **kw: search.local(x0)},
             rng=np.random.default_rng(rng.integers(2**63)),
         )
         nit = int(bh.nit)
         if bh.fun < best.fun:
             # The local run that found bh.x (same x and fun), with its own convergence report.
             best = bh.lowest_optimization_result
-    best_x, best_fun = best.x, float(best.fun)
+    return best, nit
+
+
+def _result(
+    prob: _Problem,
+    search: _Search,
+    best: OptimizeResult,
+    nit: int,
+    warm_fun: float | None,
+    seed: int,
+    settings: FitSettings,
+    t0: float,
+) -> FitResult:
+    """Stage 4: the fitted law, its identifiability warnings, and the result object."""
+    form, y = prob.form, prob.y
     success = bool(best.get("success", True)) or bool(best.get("trf_success"))
     msg = str(best.get("message", ""))
-
-    p = _from_theta(form, best_x)
-    pred = form.evaluate(p, ln, ld, h)[0]
+    p = _from_theta(form, best.x)
+    pred = form.evaluate(p, prob.ln, prob.ld, prob.h)[0]
     mre = float(np.mean(np.abs(pred - y) / y) * 100.0)
-    fun = best_fun / scale
+    fun = float(best.fun) / search.scale
     if warm_fun is not None and fun > warm_fun * (1 + 1e-12):
-        notes.append("ended above its starting point's objective")
+        prob.notes.append("ended above its starting point's objective")
+    warnings = identifiability_warnings(form, best.x, search.bounds, search.rjac(best.x), prob.h, y)
+    for w in warnings:
+        log.warning("fit %s/%s: %s", prob.law, prob.target, w)
+    sub = prob.sub
     fitted = FittedLaw(
-        law=law,
-        domains=table.domains,
-        target=target,
+        law=prob.law,
+        domains=form.domains,
+        target=prob.target,
         params=dict(zip(form.names, p.tolist(), strict=True)),
-        use_n=use_n,
-        use_d=use_d,
-        target_domain=target_domain,
+        use_n=form.use_n,
+        use_d=form.use_d,
+        target_domain=form.target_domain,
         fit={
             "objective": f"mean Huber(delta={settings.delta:g}) on raw loss",
             "seed": seed,
-            "settings": {
-                k: getattr(settings, k)
-                for k in settings.__dataclass_fields__  # type: ignore[attr-defined]
-            },
+            "settings": dataclasses.asdict(settings),
             "fun": fun,
             "mre_percent": mre,
             "n_rows": int(len(y)),
-            "n_missing": n_missing,
-            "fixed": fixed,
-            "files": list(sub.files or table.files),
+            "n_missing": prob.n_missing,
+            "fixed": prob.fixed,
+            "files": prob.files,
         },
         fingerprint=_fingerprint(sub.model_size, sub.n_tokens, sub.weights, y),
+        warnings=tuple(warnings),
     )
     message = "; ".join(
         [f"{'converged' if success else 'did not converge'} ({msg.strip() or 'no message'})"]
-        + notes
+        + prob.notes
     )
     if not success:
-        log.warning("fit %s/%s: %s", law, target, message)
+        log.warning("fit %s/%s: %s", prob.law, prob.target, message)
     return FitResult(
         law=fitted,
         x=dict(fitted.params),
@@ -598,9 +577,57 @@ def fit(
         success=success,
         message=message,
         nit=nit,
-        nfev=nfev,
+        nfev=search.nfev,
         seconds=time.perf_counter() - t0,
         n_rows=int(len(y)),
-        n_missing=n_missing,
-        fixed=fixed,
+        n_missing=prob.n_missing,
+        fixed=list(prob.fixed),
+        warnings=tuple(warnings),
     )
+
+
+def fit(
+    table: RunTable,
+    law: str,
+    target: str,
+    *,
+    seed: int = 0,
+    settings: FitSettings | None = None,
+    init: Mapping[str, float] | FittedLaw | None = None,
+) -> FitResult:
+    """Fit one law to one target of a run table.
+
+    Stages: :func:`_prepare` (rows, fixed scales), :func:`_global_starts` (warm start, random
+    search), :func:`_refine` (local runs, basin-hopping), :func:`_result` (law, warnings).
+
+    Args:
+        table: the runs (rows with a missing loss for ``target`` are skipped and counted).
+        law: one of :data:`laws.forms.LAWS`.
+        target: a target of the table (``arxiv`` or ``arxiv_loss``).
+        seed: makes the random search and basin-hopping reproducible.
+        settings: search settings; defaults to :class:`FitSettings()`.
+        init: parameters (or a fitted law of the same form) to start from; with the default
+            ``warm_random_starts=0`` the fit is then a local refinement from it alone (what
+            the bootstrap's replicates do). For joint (full) a fitted additive (joint) law of
+            the same rows is embedded and used as the warm start instead of fitting one.
+
+    Returns:
+        A :class:`FitResult`; non-convergence is reported in ``success``/``message`` and
+        unidentified parameters in ``warnings``, never raised.
+
+    Raises:
+        ValueError: unknown law or target, or fewer rows than parameters.
+
+    Example:
+        >>> res = fit(table, "additive", "c4", seed=0)  # doctest: +SKIP
+        >>> print(f"{res.mre:.2f}% in {res.seconds:.1f}s: {res.message}")  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    settings = settings or FitSettings()
+    prob = _prepare(table, law, target)
+    search = _Search(prob, settings)
+    rng = np.random.default_rng(seed)
+    starts, warm = _global_starts(prob, search, table, settings, init, seed, rng)
+    warm_fun = search.fv(starts[0]) / search.scale if warm else None
+    best, nit = _refine(search, starts, settings, warm, rng)
+    return _result(prob, search, best, nit, warm_fun, seed, settings, t0)

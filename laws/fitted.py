@@ -9,20 +9,45 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from laws.forms import D_SCALE, N_SCALE, Form
+from laws.law_defs import get_law
 
 __all__ = ["FittedLaw"]
 
 
-@dataclass
+def _freeze(obj: Any) -> Any:
+    """Read-only copy of JSON-like content: mappings become MappingProxyType, lists tuples."""
+    if isinstance(obj, Mapping):
+        return MappingProxyType({str(k): _freeze(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return tuple(_freeze(v) for v in obj)
+    return obj
+
+
+def _thaw(obj: Any) -> Any:
+    """Plain dicts and lists again, for JSON."""
+    if isinstance(obj, Mapping):
+        return {k: _thaw(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [_thaw(v) for v in obj]
+    return obj
+
+
+@dataclass(frozen=True)
 class FittedLaw:
-    """A law with its parameters, for one target.
+    """A law with its parameters, for one target; immutable.
+
+    ``params`` is a read-only mapping and the vector :meth:`predict` uses is derived from it
+    once, so what is saved (:meth:`to_dict`) is always what predicts. To change something, make
+    a new law: ``dataclasses.replace(law, params={...})`` or :meth:`with_fit_info`.
 
     Args:
         law: the law's name (see :data:`laws.forms.LAWS`).
@@ -36,26 +61,38 @@ class FittedLaw:
         d_scale: the unit of D inside the law.
         fit: how it was fitted (settings and results), kept in LAW.json.
         fingerprint: a hash of the rows it was fitted on.
+        warnings: identifiability problems found by the fit (see :mod:`laws.law_checks`),
+            one line each; kept in LAW.json and repeated by ``optimize`` and the bootstrap.
     """
 
     law: str
     domains: tuple[str, ...]
     target: str
-    params: dict[str, float]
+    params: Mapping[str, float]
     use_n: bool = True
     use_d: bool = True
     target_domain: str | None = None
     n_scale: float = N_SCALE
     d_scale: float = D_SCALE
-    fit: dict[str, Any] = field(default_factory=dict)
+    fit: Mapping[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.domains = tuple(self.domains)
-        if self.law == "bimix" and self.target_domain is None and self.target in self.domains:
-            self.target_domain = self.target
-        self.form = Form(self.law, self.domains, self.use_n, self.use_d, self.target_domain)
-        names = self.form.names
+        set_ = object.__setattr__
+        set_(self, "domains", tuple(self.domains))
+        target_domain = self.target_domain
+        if (
+            get_law(self.law).needs_target
+            and target_domain is None
+            and (self.target in self.domains)
+        ):
+            target_domain = self.target
+        set_(self, "target_domain", target_domain)
+        form = Form(self.law, self.domains, self.use_n, self.use_d, target_domain)
+        set_(self, "use_n", form.use_n)
+        set_(self, "use_d", form.use_d)
+        names = form.names
         if set(self.params) != set(names):
             missing = sorted(set(names) - set(self.params))
             extra = sorted(set(self.params) - set(names))
@@ -63,13 +100,36 @@ class FittedLaw:
                 f"params of a {self.law} law over {', '.join(self.domains)} must be "
                 f"{', '.join(names)}; missing {missing}, unexpected {extra}"
             )
-        self.params = {n: float(self.params[n]) for n in names}
-        self._p = np.array([self.params[n] for n in names], dtype=float)
+        params = {n: float(self.params[n]) for n in names}
+        p = np.array([params[n] for n in names], dtype=float)
+        p.setflags(write=False)
+        set_(self, "params", MappingProxyType(params))
+        set_(self, "_p", p)
+        set_(self, "form", form)
+        set_(self, "fit", _freeze(self.fit))
+        if isinstance(self.warnings, str) or not all(isinstance(w, str) for w in self.warnings):
+            raise ValueError(f"warnings must be a sequence of strings, got {self.warnings!r}")
+        set_(self, "warnings", tuple(self.warnings))
+        set_(self, "n_scale", float(self.n_scale))
+        set_(self, "d_scale", float(self.d_scale))
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Read-only mappings do not pickle; the JSON content does, exactly (worker processes).
+        return (type(self).from_dict, (self.to_dict(),))
+
+    def with_fit_info(self, **info: Any) -> FittedLaw:
+        """A copy with entries added to :attr:`fit` (e.g. the ``where`` filter of the rows).
+
+        Example:
+            >>> law.with_fit_info(where="model_size < 2e9").fit["where"]  # doctest: +SKIP
+            'model_size < 2e9'
+        """
+        return dataclasses.replace(self, fit={**_thaw(self.fit), **info})
 
     @property
     def x(self) -> np.ndarray:
-        """Parameters as a vector, in :attr:`Form.names` order."""
-        return self._p.copy()
+        """Parameters as a vector, in :attr:`Form.names` order (a copy)."""
+        return self._p.copy()  # type: ignore[attr-defined,no-any-return]
 
     def _unscale(
         self, model_size: np.ndarray | float, n_tokens: np.ndarray | float
@@ -92,7 +152,12 @@ class FittedLaw:
             >>> law.predict([3e8, 1e9], 2e10, [0.5, 0.5])  # doctest: +SKIP
         """
         n, d = self._unscale(np.asarray(model_size), np.asarray(n_tokens))
-        return self.form.predict(self._p, n, d, weights)
+        return self.form.predict(
+            self._p,  # type: ignore[attr-defined]
+            n,
+            d,
+            weights,
+        )
 
     def value_and_grad_h(
         self, model_size: float, n_tokens: float, weights: np.ndarray
@@ -117,8 +182,9 @@ class FittedLaw:
             "target_domain": self.target_domain,
             "n_scale": self.n_scale,
             "d_scale": self.d_scale,
-            "fit": self.fit,
+            "fit": _thaw(self.fit),
             "fingerprint": self.fingerprint,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -139,4 +205,5 @@ class FittedLaw:
             d_scale=float(obj.get("d_scale", D_SCALE)),
             fit=dict(obj.get("fit", {})),
             fingerprint=str(obj.get("fingerprint", "")),
+            warnings=tuple(obj.get("warnings", ())),
         )

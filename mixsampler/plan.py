@@ -5,8 +5,9 @@ at every model size and token budget, and each run is validated several times, s
 one mixture pin down that mixture's loss terms (the mixture term and, for the joint law, A_h and
 B_h); what needs *distinct* mixtures is the map from h to those terms. Its largest part, E plus
 C_i and gamma_i of ``1 / sum_i C_i h_i^gamma_i``, has 2k + 1 parameters (k + 2 for the simple
-law; every parameter for the fixed-scale baselines), so the default mixture count is that plus
-a margin. For k = 7 this gives 20 mixtures, the paper's "about 20 for 6 to 8 domains"; for
+law; every parameter for Ye's and the linear baselines), so the default mixture count is that
+plus a margin. Each law's definition (``laws.law_defs``) says which parameters form such a
+mixture group. For k = 7 this gives 20 mixtures, the paper's "about 20 for 6 to 8 domains"; for
 k = 3, 12 (paper: about 10). Rows are not the scarce part: with a constant learning rate each
 run yields a row at every validation, so even one run per mixture gives several rows each.
 
@@ -42,11 +43,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DESIGNS", "Plan", "make_plan", "law_n_params", "law_mixture_params"]
+from laws.schema import N_TOKENS, RUN, weight_column
+
+__all__ = [
+    "DESIGNS",
+    "MAX_MIXTURES",
+    "MAX_RUNS",
+    "Plan",
+    "make_plan",
+    "law_n_params",
+    "law_mixture_params",
+]
 
 log = logging.getLogger(__name__)
 
 DESIGNS: tuple[str, ...] = ("grid", "dirichlet", "sobol")
+# Limits checked before any work, so a typo (n_mixtures=100000000) fails at once instead of
+# running for minutes. A proxy sweep is tens to hundreds of runs (RegMix: 512); these are far
+# above any real sweep and still write in seconds.
+MAX_MIXTURES = 10_000
+MAX_RUNS = 100_000
 
 
 def law_n_params(law: str, k: int) -> int:
@@ -58,26 +74,25 @@ def law_n_params(law: str, k: int) -> int:
     """
     from laws.forms import Form  # numpy only; kept local so a bad law name errors here
 
-    return Form(law, tuple(f"d{i}" for i in range(k))).n_params
+    return Form(law, tuple(f"d{i}" for i in range(k)), target_domain="d0").n_params
 
 
 def law_mixture_params(law: str, k: int) -> int:
-    """Parameters of ``law`` that only distinct mixtures identify (see the module docstring).
+    """Distinct mixtures ``law`` needs at least: its largest mixture group (see the module
+    docstring), read from the law's definition in ``laws.law_defs``.
 
-    The mixture term's E, C_i and gamma(s); a law with no N or D term (a fixed-scale baseline)
-    is identified by mixtures alone, so all of its parameters count.
+    Each mixture group is one map from h to a term (E with C_i and gamma_i; for the joint law
+    also CA_i with gammaA, CB_i with gammaB); with M distinct mixtures every map is seen at M
+    points, so the largest group sets the count.
 
     Example:
         >>> law_mixture_params("joint", 7), law_mixture_params("simple", 7)
         (15, 9)
     """
-    from laws.forms import Form, uses_scale
+    from laws.forms import Form
 
-    form = Form(law, tuple(f"d{i}" for i in range(k)))
-    if not all(uses_scale(law)):
-        return form.n_params
-    mix = {"E", "C", "gamma"}
-    return sum(k if b.per_domain else 1 for b in form.blocks if b.name in mix)
+    groups = Form(law, tuple(f"d{i}" for i in range(k)), target_domain="d0").groups()
+    return max((len(v) for v in groups.values()), default=0)
 
 
 @dataclass
@@ -166,21 +181,21 @@ class Plan:
                     f"base_config {str(path)!r} must hold a YAML mapping, got {base!r}"
                 )
 
-        columns = ["run", "mixture", "model", "n_tokens", "max_steps", "config"] + [
-            f"weight_{d}" for d in self.domains
+        columns = [RUN, "mixture", "model", N_TOKENS, "max_steps", "config"] + [
+            weight_column(d) for d in self.domains
         ]
         rows = []
         for run in self.runs:
             cfg = copy.deepcopy(base)
-            weights = {d: run[f"weight_{d}"] for d in self.domains}
+            weights = {d: run[weight_column(d)] for d in self.domains}
             _set_datamodule_weights(cfg, weights)
             for key, value in self.model_sizes[run["model"]].items():
                 _set_dotted(cfg, key, copy.deepcopy(value))
             trainer = cfg.setdefault("trainer", {})
-            trainer["default_root_dir"] = str(out / "logs" / run["run"])
+            trainer["default_root_dir"] = str(out / "logs" / run[RUN])
             max_steps = None
             if tokens_per_step is not None:
-                max_steps = math.ceil(run["n_tokens"] / tokens_per_step)
+                max_steps = math.ceil(run[N_TOKENS] / tokens_per_step)
                 trainer["max_steps"] = max_steps
             _set_logger_callback(trainer, path=str(out / runs_dir / f"{run['run']}.csv"), run=run)
             cfg.setdefault("seed_everything", self.seed)
@@ -282,6 +297,7 @@ def make_plan(
             mix_params,
             law,
         )
+    _check_size(n_mixtures, len(sizes), len(budgets))
     if design == "grid":
         x = _grid_design(k, n_mixtures, min_weight, grid_steps, seed)
     elif design == "dirichlet":
@@ -299,8 +315,8 @@ def make_plan(
         for t in budgets:
             for i, h in enumerate(weights):
                 name = f"{model}-{_fmt_tokens(t)}-m{i:0{width}d}"
-                run = {"run": name, "mixture": i, "model": model, "n_tokens": t}
-                run.update({f"weight_{d}": float(w) for d, w in zip(names, h, strict=True)})
+                run = {RUN: name, "mixture": i, "model": model, N_TOKENS: t}
+                run.update({weight_column(d): float(w) for d, w in zip(names, h, strict=True)})
                 runs.append(run)
     return Plan(
         domains=names,
@@ -314,6 +330,21 @@ def make_plan(
         seed=seed,
         runs=runs,
     )
+
+
+def _check_size(n_mixtures: int, n_sizes: int, n_budgets: int) -> None:
+    if n_mixtures > MAX_MIXTURES:
+        raise ValueError(
+            f"n_mixtures must be at most {MAX_MIXTURES:,} (a proxy sweep is tens to hundreds of "
+            f"mixtures), got {n_mixtures:,}"
+        )
+    n_runs = n_mixtures * n_sizes * n_budgets
+    if n_runs > MAX_RUNS:
+        raise ValueError(
+            f"the plan would have {n_runs:,} runs (n_mixtures={n_mixtures:,} x {n_sizes} "
+            f"model_sizes x {n_budgets} token_budgets), more than the limit of {MAX_RUNS:,}; "
+            "lower n_mixtures or give fewer model_sizes or token_budgets"
+        )
 
 
 def _grid_design(k: int, n: int, m: float, steps: int | None, seed: int) -> np.ndarray:
@@ -433,4 +464,4 @@ def _set_logger_callback(trainer: dict[str, Any], *, path: str, run: dict[str, A
         args = {}
         callbacks.append({"class_path": "callbacks.DomainLossLogger", "init_args": args})
     args["path"] = path
-    args["run"] = run["run"]
+    args["run"] = run[RUN]

@@ -53,3 +53,38 @@ def test_bad_arguments(helpers: Any, synth_table: Any) -> None:
         bootstrap(table, "chinchilla", ["a"], n_boot=1)
     with pytest.raises(ValueError, match="level must be in"):
         bootstrap(table, "chinchilla", ["a"], level=1.5)
+
+
+def test_parallel_targets_match_serial_and_warnings_are_repeated(
+    helpers: Any, synth_table: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    # 6 mixtures of 3 domains: the additive law's mixture term is not identified.
+    table = synth_table(
+        {"a": helpers.true_law("additive"), "b": helpers.true_law("additive", "b")},
+        n_mix=6,
+        noise=1e-3,
+    )
+    kw: dict[str, Any] = dict(
+        n_boot=3, seed=0, settings=FitSettings(n_random=100, n_starts=2, niter=0, maxiter=200)
+    )
+    serial = bootstrap(table, "additive", ["a", "b"], **kw)
+    with caplog.at_level(logging.WARNING, logger="laws"):
+        parallel = bootstrap(table, "additive", ["a", "b"], jobs=2, **kw)
+    for t in ("a", "b"):
+        np.testing.assert_array_equal(serial.params[t], parallel.params[t])
+    assert any("a: " in w and "6 distinct mixtures" in w for w in parallel.warnings)
+    assert any("replicates have identifiability warnings" in w for w in parallel.warnings)
+    assert "bootstrap: a:" in caplog.text
+
+
+def test_refit_modes(helpers: Any, synth_table: Any) -> None:
+    table = synth_table({"a": helpers.true_law("chinchilla")}, n_mix=3)
+    fast = FitSettings(n_random=50, n_starts=1, niter=0, maxiter=100)
+    res = bootstrap(table, "chinchilla", ["a"], n_boot=2, refit="full", settings=fast)
+    assert res.params["a"].shape == (2, 5) and res.converged.shape == (2,)
+    with pytest.raises(ValueError, match="refit can be local, full, got 'fast'"):
+        bootstrap(table, "chinchilla", ["a"], refit="fast")
+    with pytest.raises(ValueError, match="jobs must be a positive integer, got 0"):
+        bootstrap(table, "chinchilla", ["a"], jobs=0)

@@ -133,3 +133,41 @@ def test_non_convergence_is_reported_not_raised(helpers: Any, synth_table: Any) 
     )
     assert isinstance(res.success, bool) and res.message
     assert np.isfinite(res.fun)
+
+
+@pytest.mark.parametrize("law", ["additive", "joint"])
+def test_too_few_mixtures_is_warned_per_parameter(
+    law: str, helpers: Any, synth_table: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The case: 6 mixtures of 3 domains, 7 mixture parameters (E, C_i, gamma_i).
+    from laws import load_laws, save_laws
+
+    table = synth_table({"a": helpers.true_law("joint")}, n_mix=6, noise=1e-3, seed=3)
+    with caplog.at_level(logging.WARNING, logger="laws"):
+        res = fit(table, law, "a", seed=0, settings=FAST)
+    text = "\n".join(res.warnings)
+    assert "7 parameters that only distinct mixtures identify" in text
+    assert "6 distinct mixtures" in text and "gamma_a" in text
+    assert "flat direction" in text
+    assert res.law.warnings == res.warnings
+    assert all(w in caplog.text for w in res.warnings)
+    save_laws(tmp_path / "LAW.json", {"a": res.law})
+    assert load_laws(tmp_path / "LAW.json")["a"].warnings == res.warnings
+
+
+def test_enough_mixtures_give_no_warning(helpers: Any, synth_table: Any) -> None:
+    table = synth_table({"a": helpers.true_law("joint")}, n_mix=15, noise=1e-3, seed=3)
+    for law in ("additive", "joint"):
+        assert fit(table, law, "a", seed=0, settings=FAST).warnings == ()
+
+
+def test_a_parameter_on_its_bound_is_named(helpers: Any, synth_table: Any) -> None:
+    # D has (almost) no effect on the loss: the fit pushes beta onto its lower bound.
+    from laws import FittedLaw
+
+    params = dict(helpers.TRUE_PARAMS["chinchilla"], B=1e-9)
+    table = synth_table({"a": FittedLaw("chinchilla", helpers.DOMAINS, "a", params)}, n_mix=4)
+    res = fit(table, "chinchilla", "a", seed=0, settings=FAST)
+    assert res.success  # converged, and still not identified
+    (w,) = [w for w in res.warnings if w.startswith("beta")]
+    assert "lower bound 0.001" in w and "more token counts" in w

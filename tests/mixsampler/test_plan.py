@@ -172,3 +172,27 @@ def test_cli_writes_plan_and_lightningcli_configs(tmp_path, capsys) -> None:
 def test_cli_without_domains_is_a_one_line_error(tmp_path, capsys) -> None:
     assert cli.main(["plan", "--tokens", "1e6", "-o", str(tmp_path)]) == 2
     assert "give --domains" in capsys.readouterr().err
+
+
+def test_a_plan_too_large_is_refused_at_once() -> None:
+    from mixsampler.plan import MAX_MIXTURES, MAX_RUNS
+
+    with pytest.raises(ValueError, match=r"n_mixtures must be at most 10,000 .* got 100,000,000"):
+        make_plan(["a", "b", "c"], token_budgets=[1e6], n_mixtures=100_000_000, law=None)
+    # Within the mixture limit, but mixtures x sizes x budgets is too many runs.
+    budgets = [1e6 * (i + 1) for i in range(MAX_RUNS // MAX_MIXTURES + 1)]
+    with pytest.raises(ValueError, match=r"would have 110,000 runs .* limit of 100,000"):
+        make_plan(["a", "b"], token_budgets=budgets, n_mixtures=MAX_MIXTURES, law=None)
+
+
+@pytest.mark.parametrize("law", ["additive", "joint", "simple", "full", "ye_m2", "bimix"])
+def test_mixture_count_is_read_from_the_law_definition(law: str) -> None:
+    from laws.law_defs import REGISTRY
+
+    k = 4
+    blocks = [b for t in REGISTRY[law].terms for b in t.blocks]
+    by_group: dict = {}
+    for b in blocks:
+        if b.group is not None:
+            by_group[b.group] = by_group.get(b.group, 0) + (k if b.per_domain else 1)
+    assert law_mixture_params(law, k) == max(by_group.values())

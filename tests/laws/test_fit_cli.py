@@ -1,0 +1,76 @@
+"""`mixsampler fit`: parallel targets, the N column, and identifiability warnings printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mixsampler import cli
+
+
+def test_fit_jobs_n_column_and_warnings(
+    tmp_path: Path, helpers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = helpers.synth_rows(
+        {"a": helpers.true_law("additive"), "b": helpers.true_law("additive", "b")}, n_mix=6
+    )
+    for r in rows:  # a total count: the non-embedding one plus a fixed embedding
+        r["model_size_total"] = float(r["model_size"]) + 5e7
+    runs = helpers.write_csv(tmp_path / "runs.csv", rows)
+    outs = {}
+    for jobs in ("1", "2"):
+        law = tmp_path / f"LAW{jobs}.json"
+        argv = [
+            "fit",
+            str(runs),
+            "--law",
+            "additive",
+            "--target",
+            "all",
+            "--jobs",
+            jobs,
+            "--n-column",
+            "model_size_total",
+            "-o",
+            str(law),
+        ]
+        assert cli.main(argv) == 0
+        outs[jobs] = json.loads(law.read_text())
+    printed = capsys.readouterr().out
+    # 6 mixtures, 7 mixture parameters: every target warns, on stdout and in LAW.json.
+    assert "identifiability warnings" in printed and "a: E, C_a" in printed
+    assert "N read from column model_size_total" in printed
+    for t in ("a", "b"):
+        one, two = outs["1"]["laws"][t], outs["2"]["laws"][t]
+        assert one["parameters"] == two["parameters"]
+        assert one["warnings"] and one["warnings"] == two["warnings"]
+        assert one["fit"]["n_column"] == "model_size_total"
+    # The N column changes what the law sees.
+    plain = tmp_path / "LAW_plain.json"
+    assert cli.main(["fit", str(runs), "--law", "additive", "--target", "a", "-o", str(plain)]) == 0
+    assert (
+        json.loads(plain.read_text())["laws"]["a"]["fingerprint"]
+        != outs["1"]["laws"]["a"]["fingerprint"]
+    )
+
+
+def test_fit_jobs_must_be_positive(tmp_path: Path, helpers: Any) -> None:
+    runs = helpers.write_csv(
+        tmp_path / "r.csv", helpers.synth_rows({"a": helpers.true_law("chinchilla")}, n_mix=3)
+    )
+    argv = [
+        "fit",
+        str(runs),
+        "--law",
+        "chinchilla",
+        "--target",
+        "a",
+        "--jobs",
+        "0",
+        "-o",
+        str(tmp_path / "L.json"),
+    ]
+    assert cli.main(argv) == 2
