@@ -16,6 +16,9 @@ from laws.forms import LAWS, Form
 from laws.io import load_laws, save_laws
 from laws.optimize import OptimizeResult, feasible_bounds, optimize, project_capped_simplex
 from laws.runtable import RunTable, drop_repeated_checkpoints, load_runs, parse_where
+from laws.runtable_writer import RunTableWriter, write_runs
+from laws.schema import FormatError
+from laws.weightsfile import UnconvergedWeightsError, WeightsFile, read_weights, write_weights
 
 __all__ = [
     "LAWS",
@@ -23,9 +26,13 @@ __all__ = [
     "FitResult",
     "FitSettings",
     "FittedLaw",
+    "FormatError",
     "Form",
     "OptimizeResult",
     "RunTable",
+    "RunTableWriter",
+    "UnconvergedWeightsError",
+    "WeightsFile",
     "bootstrap",
     "drop_repeated_checkpoints",
     "evaluate",
@@ -38,7 +45,10 @@ __all__ = [
     "parity_plot",
     "parse_where",
     "predict_table",
+    "read_weights",
     "project_capped_simplex",
     "resample_runs",
     "save_laws",
+    "write_runs",
+    "write_weights",
 ]
