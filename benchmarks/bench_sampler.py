@@ -475,7 +475,13 @@ def main() -> None:
     parser.add_argument("--switch-span", type=int, default=10000)
     parser.add_argument("--overlap", type=int, default=15000, help="samples per rank")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sections",
+        default="exactness,throughput,resume,live,overlap",
+        help="comma-separated subset of exactness,throughput,resume,live,overlap",
+    )
     args = parser.parse_args()
+    todo = set(args.sections.split(","))
     if args.quick:
         args.samples, args.shards, args.chunk, args.cycles, args.runs = 2000, 4, 200, 4, 1
         args.exact, args.resume_batches, args.resume_more = 3000, 20, 200
@@ -500,29 +506,34 @@ def main() -> None:
         + ("; ".join(f"{k}: {v}" for k, v in SKIPPED.items()) or "none"),
         "",
     ]
-    lines += section_exactness(makers, tars, args)
-    lines += section_throughput(makers, args)
-    lines += section_resume(list(makers)[1:], tars, lit, args)
-    live = live_switch(tars, args.batch, 50, args.switch_span)
-    lines += [
-        "## Live weight changes (2 workers)",
-        "",
-        f"Share of 'books' over the {args.switch_span:,} samples after a switch to 0.9: "
-        f"`set_weights(w)` now {live['now']:.4f}, `set_weights(w, at_sample=n)` "
-        f"{live['at_sample']:.4f} (target 0.9000). No peer has a public way to change its "
-        "weights during a run.",
-        "",
-    ]
-    overlap = rank_overlap(tars, args.overlap)
-    lines += [
-        f"## Rank overlap (2 ranks, {args.overlap:,} samples each)",
-        "",
-        "| reader | samples both ranks got |",
-        "|---|---|",
-        *(f"| {k} | {v:,} |" for k, v in overlap.items()),
-        "",
-        "RandomMix and litdata split by rank only inside torch.distributed (not simulated here).",
-    ]
+    if "exactness" in todo:
+        lines += section_exactness(makers, tars, args)
+    if "throughput" in todo:
+        lines += section_throughput(makers, args)
+    if "resume" in todo:
+        lines += section_resume(list(makers)[1:], tars, lit, args)
+    if "live" in todo:
+        live = live_switch(tars, args.batch, 50, args.switch_span)
+        lines += [
+            "## Live weight changes (2 workers)",
+            "",
+            f"Share of 'books' over the {args.switch_span:,} samples after a switch to 0.9: "
+            f"`set_weights(w)` now {live['now']:.4f}, `set_weights(w, at_sample=n)` "
+            f"{live['at_sample']:.4f} (target 0.9000). No peer has a public way to change its "
+            "weights during a run.",
+            "",
+        ]
+    if "overlap" in todo:
+        overlap = rank_overlap(tars, args.overlap)
+        lines += [
+            f"## Rank overlap (2 ranks, {args.overlap:,} samples each)",
+            "",
+            "| reader | samples both ranks got |",
+            "|---|---|",
+            *(f"| {k} | {v:,} |" for k, v in overlap.items()),
+            "",
+            "RandomMix and litdata split by rank only inside torch.distributed (not simulated).",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
