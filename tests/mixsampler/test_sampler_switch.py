@@ -154,3 +154,33 @@ def test_local_index_is_the_first_sample_of_a_worker_at_or_after_the_rank_sample
     for worker in range(workers):
         first = next(m for g, (w, m) in enumerate(order) if w == worker and g >= at)
         assert schedule.local_index(at, batch, worker, workers) == first
+
+
+def _reference(weights_before, weights_after, at, n, slot):
+    """One slot's domain sequence with the weights changed before its sample ``at``."""
+    rank = schedule.priority(0, slot, len(weights_before))
+    state = schedule.new_state(weights_before)
+    out = []
+    for m in range(n):
+        w = weights_before if m < at else weights_after
+        i = schedule.pick_samples(state, w, rank)
+        schedule.book(state, w, i, 0, tokens=False)
+        out.append(i)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_each_worker_follows_the_reference_schedule_through_a_switch(workers):
+    before, after = (0.6, 0.3, 0.1), (0.2, 0.2, 0.6)
+    names = ("a", "b", "c")
+    ds = MixtureDataset(
+        {d: range(400) for d in names}, dict(zip(names, before, strict=True)), batch_size=4
+    )
+    ds.set_weights(dict(zip(names, after, strict=True)), at_sample=41)
+    for worker in range(workers):
+        got = [
+            names.index(s["__domain__"])
+            for s in itertools.islice(ds._iter_slot(worker, workers), 60)
+        ]
+        at = schedule.local_index(41, 4, worker, workers)
+        assert got == _reference(before, after, at, 60, worker)
