@@ -1,35 +1,44 @@
-"""Benchmark MixtureDataset against webdataset on the same generated shards, in one run.
+"""Benchmark MixtureDataset against its peers on the same samples, interleaved in one process.
 
-Measures, side by side (the machine may be shared, so ratios in one run are what count):
+Peers, each in its own native format, written to ``--folder`` (default ``/tmp/speed/bench``):
+webdataset's ``RandomMix`` (tar shards, the same files MixtureDataset reads), torchdata's
+``MultiNodeWeightedSampler`` (``torchdata.nodes``, over one webdataset pipeline per domain),
+litdata's ``CombinedStreamingDataset`` (litdata's chunk format, written by ``litdata.optimize``)
+and MosaicML ``streaming`` (MDS). litdata and streaming come with ``pip install -e .[peers]``;
+a peer that is missing or cannot be imported is skipped with the reason in the report.
 
-1. throughput through a torch DataLoader (num_workers 0 and 2) of plain ``wds.WebDataset``
-   reading every shard (with and without a 1000-sample shuffle), ``wds.RandomMix`` over one
-   WebDataset per domain, and MixtureDataset with ``shuffle_buffer=1`` (no shuffle: the mixing
-   layer alone) and with its default 1000-sample block shuffle; plus the CPU cost per sample
-   of the mixing layer on in-memory data;
-2. the worst deviation of any prefix of the domain stream from its target ``w_i * n`` over
-   1e6 samples, MixtureDataset vs RandomMix (in-memory sources: this is about the schedule);
-3. the cost of a resume: time to the first batch of a StatefulDataLoader restored after
-   ``--resume-batches`` batches vs a fresh one, and vs webdataset, which has no state and is
-   fast-forwarded by StatefulDataLoader.
+Measured, for 3 domains (weights 0.6 / 0.3 / 0.1) of random samples of 64 to 1,024 bytes:
 
-Nothing is downloaded: the shards are random text written by ``write_shards``.
+1. exactness: worst deviation of any prefix of the domain stream from ``w_i * n`` and of any
+   batch from ``w_i * batch``, in samples; the same in bytes for token (byte) shares, where
+   peers can only reweight samples by the mean length of each domain;
+2. throughput through a DataLoader with 0 and 2 workers, with and without shuffling, as a
+   ratio to plain ``wds.WebDataset`` reading of the same shards: the loaders are kept open
+   side by side and take ``--chunk`` samples each in turn for ``--cycles`` cycles, so a change
+   of machine load hits all of them alike; the median of ``--runs`` runs;
+3. time to the first batch, fresh and after a restore, and the samples skipped or repeated
+   over the next 1,000 after a restore compared with an uninterrupted run;
+4. live weight changes with 2 workers: now (lands late by the prefetched batches) and
+   scheduled with ``at_sample`` (exact);
+5. rank overlap: the samples two ranks of a 2-rank job share.
 
 Example:
-    $ .venv/bin/python benchmarks/bench_sampler.py --out bench_out/sampler.md
+    $ .venv/bin/python benchmarks/bench_sampler.py --quick --out /tmp/speed/sampler.md
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import datetime
+import io
 import logging
 import os
 import statistics
-import tempfile
+import tarfile
 import time
 import warnings
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -38,326 +47,497 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from mixsampler import MixtureDataset, write_shards
+from mixsampler import MixtureDataset
 
 DOMAINS = ("web", "code", "books")
 WEIGHTS = (0.6, 0.3, 0.1)
+WEIGHT_MAP = dict(zip(DOMAINS, WEIGHTS, strict=True))
+INDEX = {d: i for i, d in enumerate(DOMAINS)}
+Loader = Callable[[int, bool], Iterable[list]]  # (workers, shuffle) -> batches of samples
+SKIPPED: dict[str, str] = {}
 
 
-def as_list(batch: list) -> list:
-    """Collate that keeps samples as they are: the benchmark measures reading, not tensors."""
-    return batch
+def item(sample: dict) -> tuple[str, str, int]:
+    """(domain, key, bytes) of a sample as any reader gives it: what every collate keeps."""
+    key = sample["__key__"] if "__key__" in sample else sample["key"]
+    key = key.decode() if isinstance(key, bytes) else str(key)
+    return key.rstrip("0123456789"), key, len(sample["bin"])
 
 
-def make_shards(folder: Path, samples: int, shards: int, seq: int, seed: int) -> dict[str, list]:
-    """Random-word text per domain, written as ``shards`` shards of ``seq``-byte samples."""
+def collate(batch: list) -> list:
+    return [item(s) for s in batch]
+
+
+# -- data in each native format ---------------------------------------------------------------
+
+
+def write_tars(folder: Path, samples: int, shards: int, seed: int) -> dict[str, list[str]]:
+    """USTAR shards as ``mixsampler.write_shards`` writes them: ``<key>.bin`` and ``<key>.ntok``."""
     rng = np.random.default_rng(seed)
-    words = ["".join(rng.choice(list("abcdefghij"), size=k)) for k in rng.integers(2, 9, 500)]
-    out = {}
+    out: dict[str, list[str]] = {}
     for d in DOMAINS:
-        src = folder / "text" / d
-        src.mkdir(parents=True, exist_ok=True)
-        per_file = samples * seq // shards + seq
-        for f in range(shards):
-            text = " ".join(rng.choice(words, size=per_file // 5))
-            (src / f"{f:03d}.txt").write_text(text[:per_file])
-        result = write_shards(
-            src, folder / "shards", domain=d, chunk_tokens=seq, samples_per_shard=samples // shards
-        )
-        out[d] = result.paths
+        out[d] = []
+        per = samples // shards
+        for s in range(shards):
+            path = folder / "wds" / f"{d}-{s:06d}.tar"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out[d].append(str(path))
+            if path.exists():
+                continue
+            with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+                for i in range(s * per, (s + 1) * per):
+                    data = rng.bytes(int(rng.integers(64, 1025)))
+                    for ext, value in (("bin", data), ("ntok", str(len(data)).encode())):
+                        info = tarfile.TarInfo(f"{d}{i:07d}.{ext}")
+                        info.size = len(value)
+                        tf.addfile(info, io.BytesIO(value))
     return out
 
 
-def throughput(make: Callable[[], object], workers: int, n: int, batch: int) -> tuple[float, float]:
-    """(samples per second of wall time, CPU microseconds per sample of the main process).
-
-    The wall rate is measured after the first batch (worker start-up excluded). The CPU figure
-    runs from creating the loader to the last sample, so filling shuffle buffers counts, and
-    samples read ahead but not consumed count against the reader. It is only meaningful with
-    ``workers=0``, where the main process does all the reading; other jobs on a shared machine
-    disturb it less than wall time.
-    """
-    cpu = time.process_time()
-    loader = DataLoader(make(), batch_size=batch, num_workers=workers, collate_fn=as_list)
-    it = iter(loader)
-    got = len(next(it))
-    start = time.perf_counter()
-    counted = 0
-    while got < n:
-        b = next(it)
-        got += len(b)
-        counted += len(b)
-    elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu
-    del it
-    return counted / elapsed, cpu / got * 1e6
+def _tar_samples(paths: list[str]) -> Iterable[dict]:
+    yield from wds.WebDataset(paths, shardshuffle=False, empty_check=False)
 
 
-def layer_cost(n: int) -> tuple[float, float]:
-    """CPU microseconds per sample: iterating in-memory lists plainly vs through MixtureDataset.
-
-    The difference is the cost of the mixing layer itself (schedule, bookkeeping, tagging).
-    """
-    data = {d: [{"x": i} for i in range(n)] for d in DOMAINS}
-    cpu = time.process_time()
+def write_litdata(folder: Path, tars: dict[str, list[str]]) -> dict[str, str] | None:
+    try:
+        import litdata
+    except ImportError as err:
+        SKIPPED["litdata"] = f"not installed ({err}); pip install -e .[peers]"
+        return None
+    out = {}
     for d in DOMAINS:
-        for s in data[d]:
-            s = dict(s)
-            s["__domain__"] = d
-    plain = (time.process_time() - cpu) / (n * len(DOMAINS)) * 1e6
-    ds = MixtureDataset(data, dict(zip(DOMAINS, WEIGHTS, strict=True)), shuffle_buffer=1)
-    it = iter(ds)
-    next(it)
-    cpu = time.process_time()
-    for _ in itertools.islice(it, n * len(DOMAINS)):
-        pass
-    ours = (time.process_time() - cpu) / (n * len(DOMAINS)) * 1e6
-    return plain, ours
+        target = folder / "litdata" / d
+        out[d] = str(target)
+        if (target / "index.json").exists():
+            continue
+        rows = [{"key": s["__key__"], "bin": s["bin"]} for s in _tar_samples(tars[d])]
+        litdata.optimize(
+            fn=_identity,
+            inputs=rows,
+            output_dir=str(target),
+            chunk_bytes="8MB",
+            num_workers=1,
+            verbose=False,
+        )
+    return out
 
 
-def prefix_deviation(seq: np.ndarray, weights: tuple[float, ...]) -> tuple[float, float]:
-    """(worst over all prefixes, at the end) of max_i |count_i - w_i n|."""
-    worst = 0.0
-    counts = np.zeros(len(weights))
-    w = np.asarray(weights)
-    chunk = 100_000
-    for s in range(0, len(seq), chunk):
-        part = seq[s : s + chunk]
-        onehot = np.zeros((len(part), len(weights)))
-        onehot[np.arange(len(part)), part] = 1
-        cum = counts + np.cumsum(onehot, axis=0)
-        n = np.arange(s + 1, s + len(part) + 1)[:, None]
-        worst = max(worst, float(np.abs(cum - w * n).max()))
-        counts = cum[-1]
-    end = float(np.abs(counts - w * len(seq)).max())
-    return worst, end
+def _identity(x: dict) -> dict:
+    return x
 
 
-def first_batch_seconds(loader: StatefulDataLoader, state: dict | None) -> float:
+def write_mds(folder: Path, tars: dict[str, list[str]]) -> dict[str, str] | None:
+    try:
+        from streaming import MDSWriter
+    except Exception as err:  # streaming's import pulls in torchvision, transformers, ...
+        SKIPPED["streaming"] = f"cannot be imported: {type(err).__name__}: {err}"
+        return None
+    out = {}
+    for d in DOMAINS:
+        target = folder / "mds" / d
+        out[d] = str(target)
+        if (target / "index.json").exists():
+            continue
+        with MDSWriter(out=str(target), columns={"key": "str", "bin": "bytes"}) as w:
+            for s in _tar_samples(tars[d]):
+                w.write({"key": s["__key__"], "bin": s["bin"]})
+    return out
+
+
+# -- the readers ------------------------------------------------------------------------------
+
+
+def _loader(ds: object, workers: int, batch: int, stateful: bool = False) -> DataLoader:
+    cls = StatefulDataLoader if stateful else DataLoader
+    return cls(ds, batch_size=batch, num_workers=workers, collate_fn=collate)
+
+
+def readers(tars: dict[str, list[str]], lit: dict | None, batch: int) -> dict[str, Loader]:
+    every = sorted(p for d in DOMAINS for p in tars[d])
+
+    def plain(workers: int, shuffle: bool) -> Iterable[list]:
+        ds = wds.WebDataset(every, shardshuffle=False, empty_check=False).repeat()
+        return _loader(ds.shuffle(1000) if shuffle else ds, workers, batch)
+
+    def ours(workers: int, shuffle: bool) -> Iterable[list]:
+        ds = MixtureDataset(tars, WEIGHT_MAP, shuffle_buffer=1000 if shuffle else 1)
+        return _loader(ds, workers, batch)
+
+    def random_mix(workers: int, shuffle: bool) -> Iterable[list]:
+        parts = [wds.WebDataset(tars[d], shardshuffle=False, empty_check=False) for d in DOMAINS]
+        parts = [(p.shuffle(1000) if shuffle else p).repeat() for p in parts]
+        return _loader(wds.RandomMix(parts, list(WEIGHTS)), workers, batch)
+
+    out: dict[str, Loader] = {
+        "wds.WebDataset (plain)": plain,
+        "MixtureDataset": ours,
+        "wds.RandomMix": random_mix,
+    }
+    out["torchdata MultiNodeWeightedSampler"] = lambda w, s: torchdata_loader(tars, batch, w, s)
+    if lit is not None:
+        out["litdata CombinedStreamingDataset"] = lambda w, s: litdata_loader(lit, batch, w, s)
+    return out
+
+
+def torchdata_loader(tars: dict, batch: int, workers: int, shuffle: bool, **kw) -> Iterable:
+    """torchdata.nodes has no worker processes (it parallelises map functions in threads)."""
+    import torchdata.nodes as tn
+
+    if workers:
+        return None
+    nodes = {}
+    for d in DOMAINS:
+        ds = wds.WebDataset(tars[d], shardshuffle=False, empty_check=False)
+        nodes[d] = tn.IterableWrapper((ds.shuffle(1000) if shuffle else ds).repeat())
+    sampler = tn.MultiNodeWeightedSampler(nodes, WEIGHT_MAP, stop_criteria="CYCLE_FOREVER", **kw)
+    return tn.Loader(tn.Mapper(tn.Batcher(sampler, batch), collate))
+
+
+def litdata_loader(dirs: dict, batch: int, workers: int, shuffle: bool) -> Iterable:
+    from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset
+
+    parts = [StreamingDataset(dirs[d], shuffle=shuffle, drop_last=False) for d in DOMAINS]
+    ds = CombinedStreamingDataset(parts, weights=list(WEIGHTS), iterate_over_all=False)
+    return StreamingDataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate)
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+def deviations(stream: list[tuple[str, str, int]], batch: int, tokens: bool) -> tuple[float, float]:
+    """(worst prefix, worst batch) of max_i |share_i - w_i total|, in samples or bytes."""
+    idx = np.array([INDEX[d] for d, _, _ in stream])
+    amount = np.array([n for _, _, n in stream], float) if tokens else np.ones(len(stream))
+    onehot = np.zeros((len(stream), len(DOMAINS)))
+    onehot[np.arange(len(stream)), idx] = amount
+    cum = np.cumsum(onehot, axis=0)
+    prefix = float(np.abs(cum - np.asarray(WEIGHTS) * cum.sum(1, keepdims=True)).max())
+    usable = len(stream) // batch * batch
+    per = onehot[:usable].reshape(-1, batch, len(DOMAINS)).sum(1)
+    worst_batch = float(np.abs(per - np.asarray(WEIGHTS) * per.sum(1, keepdims=True)).max())
+    return prefix, worst_batch
+
+
+def take(loader: Iterable[list], n: int) -> list:
+    out: list = []
+    for b in loader:
+        out.extend(b)
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+def throughput(makers: dict[str, Loader], workers: int, shuffle: bool, args) -> dict[str, float]:
+    """Samples per second of each reader, kept open side by side and read in turn."""
+    loaders = {name: make(workers, shuffle) for name, make in makers.items()}
+    its = {name: iter(ld) for name, ld in loaders.items() if ld is not None}
+    for it in its.values():
+        next(it)  # start-up (worker processes, first buffers) is not throughput
+    spent = dict.fromkeys(its, 0.0)
+    got = dict.fromkeys(its, 0)
+    for _ in range(args.cycles):
+        for name, it in its.items():
+            t = time.perf_counter()
+            n = 0
+            while n < args.chunk:
+                n += len(next(it))
+            spent[name] += time.perf_counter() - t
+            got[name] += n
+    del its
+    return {name: got[name] / spent[name] for name in spent}
+
+
+def first_batch_and_resume(make: Callable[[], tuple], k: int, more: int) -> dict[str, float]:
+    """Time to the first batch fresh and restored after ``k`` batches; resume errors.
+
+    ``make()`` returns ``(loader, state_dict, load_state_dict)`` callables for one reader.
+    """
+    loader, save, _ = make()
+    it = iter(loader)
+    head = [x for _ in range(k) for x in next(it)]
+    state = save()
+    del it
+    ref_loader, _, _ = make()
+    ref = take(ref_loader, len(head) + more)
     start = time.perf_counter()
-    if state is not None:
-        loader.load_state_dict(state)
-    next(iter(loader))
-    return time.perf_counter() - start
+    fresh_loader, _, _ = make()
+    fresh_it = iter(fresh_loader)
+    next(fresh_it)
+    fresh = time.perf_counter() - start
+    del fresh_it  # shutting workers down is not part of the first batch
+    start = time.perf_counter()
+    restored, _, load = make()
+    load(state)
+    it = iter(restored)
+    tail = list(next(it))
+    back = time.perf_counter() - start
+    while len(tail) < more:
+        tail.extend(next(it))
+    del it
+    want = Counter(key for _, key, _ in ref[len(head) : len(head) + more])
+    have = Counter(key for _, key, _ in tail[:more])
+    return {
+        "fresh": fresh,
+        "restored": back,
+        "skipped": sum((want - have).values()),
+        "repeated": sum((have - want).values()),
+    }
+
+
+def stateful(name: str, tars: dict, lit: dict | None, batch: int, workers: int, shuffle: bool):
+    """``make()`` for :func:`first_batch_and_resume`, or None when the reader cannot resume."""
+    if name == "MixtureDataset":
+        sb = 1000 if shuffle else 1
+
+        def make() -> tuple:
+            ld = _loader(MixtureDataset(tars, WEIGHT_MAP, shuffle_buffer=sb), workers, batch, True)
+            return ld, ld.state_dict, ld.load_state_dict
+
+    elif name == "wds.RandomMix":
+
+        def make() -> tuple:
+            ld = readers(tars, None, batch)["wds.RandomMix"](workers, shuffle)
+            ld = StatefulDataLoader(
+                ld.dataset, batch_size=batch, num_workers=workers, collate_fn=collate
+            )
+            return ld, ld.state_dict, ld.load_state_dict  # no state: the loader replays
+
+    elif name.startswith("torchdata") and not workers:
+
+        def make() -> tuple:
+            ld = torchdata_loader(tars, batch, workers, shuffle)
+            return ld, ld.state_dict, ld.load_state_dict
+
+    elif name.startswith("litdata") and lit is not None:
+
+        def make() -> tuple:
+            ld = litdata_loader(lit, batch, workers, shuffle)
+            return ld, ld.state_dict, ld.load_state_dict
+
+    else:
+        return None
+    return make
+
+
+def live_switch(tars: dict, batch: int, at_batch: int, span: int) -> dict[str, float]:
+    """Share of 'books' over ``span`` samples after a switch to 0.9 at batch ``at_batch``."""
+    out = {}
+    for how in ("now", "at_sample"):
+        ds = MixtureDataset(tars, WEIGHT_MAP, batch_size=batch)
+        it = iter(_loader(ds, 2, batch))
+        head = [x for _ in range(at_batch) for x in next(it)]
+        new = {"web": 0.05, "code": 0.05, "books": 0.9}
+        if how == "now":
+            ds.set_weights(new)
+        else:
+            # Ahead of what the workers have prefetched (prefetch_factor 2 x 2 workers).
+            ds.set_weights(new, at_sample=len(head) + 10 * batch)
+            head += [x for _ in range(10) for x in next(it)]
+        after = []
+        while len(after) < span:
+            after.extend(next(it))
+        del it
+        out[how] = sum(d == "books" for d, _, _ in after[:span]) / span
+    return out
+
+
+def rank_overlap(tars: dict, n: int) -> dict[str, int]:
+    """Samples two ranks of a 2-rank job share among their first ``n`` each."""
+    out = {}
+    keys = [
+        {
+            k
+            for _, k, _ in take(
+                _loader(MixtureDataset(tars, WEIGHT_MAP, rank=r, world_size=2), 0, 100), n
+            )
+        }
+        for r in range(2)
+    ]
+    out["MixtureDataset"] = len(keys[0] & keys[1])
+    keys = [
+        {k for _, k, _ in take(torchdata_loader(tars, 100, 0, False, rank=r, world_size=2), n)}
+        for r in range(2)
+    ]
+    out["torchdata MultiNodeWeightedSampler"] = len(keys[0] & keys[1])
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def section_exactness(makers: dict[str, Loader], tars: dict, args) -> list[str]:
+    n, batch = args.exact, args.batch
+    lines = [f"## Exactness over {n:,} samples (batches of {batch})", ""]
+    lines += ["| reader | worst prefix, samples | worst batch, samples |", "|---|---|---|"]
+    for name, make in makers.items():
+        if name.startswith("wds.WebDataset"):
+            continue
+        for workers in (0, 2):
+            loader = make(workers, False)
+            if loader is None:
+                continue
+            prefix, per_batch = deviations(take(loader, n), batch, tokens=False)
+            lines.append(f"| {name}, {workers} workers | {prefix:.1f} | {per_batch:.1f} |")
+    lengths = {d: np.mean([len(s["bin"]) for s in _tar_samples(tars[d][:1])]) for d in DOMAINS}
+    by_len = {d: WEIGHT_MAP[d] / lengths[d] for d in DOMAINS}  # sample shares for byte shares
+    ours = MixtureDataset(tars, WEIGHT_MAP, unit="tokens", shuffle_buffer=1)
+    parts = [
+        wds.WebDataset(tars[d], shardshuffle=False, empty_check=False).repeat() for d in DOMAINS
+    ]
+    rows = {
+        'MixtureDataset unit="tokens"': _loader(ours, 0, batch),
+        "wds.RandomMix, weights / mean length": _loader(
+            wds.RandomMix(parts, [by_len[d] for d in DOMAINS]), 0, batch
+        ),
+    }
+    lines += [
+        "",
+        "Byte (token) shares: worst deviation of any prefix from w_i x bytes, in bytes.",
+        "",
+    ]
+    lines += ["| reader | worst prefix, bytes |", "|---|---|"]
+    for name, loader in rows.items():
+        prefix, _ = deviations(take(loader, n), batch, tokens=True)
+        lines.append(f"| {name} | {prefix:,.0f} |")
+    return lines + [""]
+
+
+def section_throughput(makers: dict[str, Loader], args) -> list[str]:
+    lines = [
+        f"## Throughput (ratio to plain wds.WebDataset; {args.chunk} samples from each reader in "
+        f"turn, {args.cycles} cycles, median of {args.runs} runs)",
+        "",
+        "| reader | 0 workers | 0 workers, shuffled | 2 workers | 2 workers, shuffled |",
+        "|---|---|---|---|---|",
+    ]
+    configs = [(0, False), (0, True), (2, False), (2, True)]
+    ratios: dict[str, list[str]] = {name: [] for name in makers}
+    plain = next(iter(makers))
+    for workers, shuffle in configs:
+        runs = [throughput(makers, workers, shuffle, args) for _ in range(args.runs)]
+        for name in makers:
+            if name not in runs[0]:
+                ratios[name].append("n/a")
+                continue
+            rate = statistics.median(r[name] for r in runs)
+            ratio = statistics.median(r[name] / r[plain] for r in runs)
+            ratios[name].append(f"{ratio:.3f}" if name != plain else f"1 ({rate:,.0f}/s)")
+    for name, cells in ratios.items():
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines += [
+        "",
+        "Shuffled: plain webdataset with `.shuffle(1000)`, MixtureDataset with its default "
+        "1,000-sample blocks, each peer with its own shuffle. torchdata.nodes has no worker "
+        "processes (n/a at 2 workers).",
+        "",
+    ]
+    return lines
+
+
+def section_resume(names: list[str], tars: dict, lit: dict | None, args) -> list[str]:
+    k, more = args.resume_batches, args.resume_more
+    lines = [
+        f"## First batch and resume (restore after {k} batches of {args.batch}; "
+        f"the next {more} samples against an uninterrupted run)",
+        "",
+        "| reader | workers | shuffled | first batch fresh, s | after restore, s | skipped | "
+        "repeated |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        for workers in (0, 2):
+            for shuffle in (False, True):
+                make = stateful(name, tars, lit, args.batch, workers, shuffle)
+                if make is None:
+                    continue
+                r = first_batch_and_resume(make, k, more)
+                lines.append(
+                    f"| {name} | {workers} | {'yes' if shuffle else 'no'} | {r['fresh']:.3f} | "
+                    f"{r['restored']:.3f} | {r['skipped']} | {r['repeated']} |"
+                )
+    return lines + [""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="bench_out/sampler.md", help="markdown report")
+    parser.add_argument("--out", default="/tmp/speed/sampler.md", help="markdown report")
+    parser.add_argument("--folder", default="/tmp/speed/bench", help="data in native formats")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--samples", type=int, default=20000, help="samples per domain")
-    parser.add_argument("--shards", type=int, default=8, help="shards per domain")
-    parser.add_argument("--seq", type=int, default=512, help="bytes per sample")
-    parser.add_argument("--read", type=int, default=40000, help="samples read per measurement")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats")
-    parser.add_argument("--layer-samples", type=int, default=100_000, help="per domain")
-    parser.add_argument("--mix-samples", type=int, default=1_000_000)
+    parser.add_argument("--shards", type=int, default=8, help="tar shards per domain")
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--chunk", type=int, default=1000, help="samples per reader per turn")
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--exact", type=int, default=30000, help="samples for exactness")
     parser.add_argument("--resume-batches", type=int, default=150)
+    parser.add_argument("--resume-more", type=int, default=1000)
+    parser.add_argument("--switch-span", type=int, default=10000)
+    parser.add_argument("--overlap", type=int, default=15000, help="samples per rank")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sections",
+        default="exactness,throughput,resume,live,overlap",
+        help="comma-separated subset of exactness,throughput,resume,live,overlap",
+    )
     args = parser.parse_args()
+    todo = set(args.sections.split(","))
+    if args.quick:
+        args.samples, args.shards, args.chunk, args.cycles, args.runs = 2000, 4, 200, 4, 1
+        args.exact, args.resume_batches, args.resume_more = 3000, 20, 200
+        args.switch_span, args.overlap = 1000, 1500
+        args.folder = args.folder.rstrip("/") + "-quick"
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*set_vital.*")
-    if args.read > args.samples * len(DOMAINS):
-        parser.error("--read must not exceed one pass over all shards (--samples * 3)")
-
-    lines = ["# Sampler benchmark", ""]
-    tmp = tempfile.TemporaryDirectory(prefix="bench_sampler_")
-    folder = Path(tmp.name)
+    warnings.filterwarnings("ignore")
+    folder = Path(args.folder)
     t0 = time.perf_counter()
-    paths = make_shards(folder, args.samples, args.shards, args.seq, args.seed)
-    every = sorted(p for d in DOMAINS for p in paths[d])
-    lines.append(
-        f"Shards: {len(DOMAINS)} domains x {args.shards} shards x {args.samples // args.shards} "
-        f"samples of {args.seq} bytes (written by write_shards in "
-        f"{time.perf_counter() - t0:.1f} s). Weights {dict(zip(DOMAINS, WEIGHTS, strict=True))}. "
-        f"torch threads 1, {os.cpu_count()} CPUs (shared with other jobs: compare ratios)."
-    )
-    lines.append("")
-
-    weights = dict(zip(DOMAINS, WEIGHTS, strict=True))
-    makers: dict[str, Callable[[], object]] = {
-        "wds.WebDataset (plain reading, no mixing)": lambda: wds.WebDataset(
-            every, shardshuffle=False, empty_check=False
-        ),
-        "wds.WebDataset + .shuffle(1000)": lambda: wds.WebDataset(
-            every, shardshuffle=False, empty_check=False
-        ).shuffle(1000),
-        "wds.RandomMix": lambda: wds.RandomMix(
-            [
-                wds.WebDataset(paths[d], shardshuffle=False, empty_check=False).repeat()
-                for d in DOMAINS
-            ],
-            list(WEIGHTS),
-        ),
-        "MixtureDataset, shuffle_buffer=1": lambda: MixtureDataset(
-            paths, weights, shuffle_buffer=1
-        ),
-        "MixtureDataset, shuffle_buffer=1000": lambda: MixtureDataset(
-            paths, weights, shuffle_buffer=1000
-        ),
-        # Diagnostic: the same shards as one domain, so no switching between tar streams.
-        "MixtureDataset, all shards as one domain, shuffle_buffer=1": lambda: MixtureDataset(
-            {"all": every}, {"all": 1}, shuffle_buffer=1
-        ),
-    }
-
-    # 1. throughput: interleave the contenders so load changes hit all of them alike.
-    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
-    for r in range(args.repeats):
-        for workers in (0, 2):
-            if workers and r >= max(1, args.repeats // 2 + 1):
-                continue  # worker runs are slower to start and noisier; fewer of them
-            for name, make in makers.items():
-                results.setdefault((name, workers), []).append(
-                    throughput(make, workers, args.read, args.batch)
-                )
-    plain = next(iter(makers))
-
-    def wall(name: str, workers: int) -> float:
-        return statistics.median(r[0] for r in results[(name, workers)])
-
-    def cpu(name: str) -> float:
-        return min(r[1] for r in results[(name, 0)])
-
-    lines += ["## Throughput", ""]
-    lines.append(
-        "| reader | CPU us/sample, 0 workers (min) | ratio to plain | samples/s, 0 workers "
-        "(median) | ratio | samples/s, 2 workers (median) | ratio |"
-    )
-    lines.append("|---|---|---|---|---|---|---|")
-    for name in makers:
-        lines.append(
-            f"| {name} | {cpu(name):.1f} | {cpu(name) / cpu(plain):.3f} | "
-            f"{wall(name, 0):,.0f} | {wall(name, 0) / wall(plain, 0):.3f} | "
-            f"{wall(name, 2):,.0f} | {wall(name, 2) / wall(plain, 2):.3f} |"
-        )
-    lines.append("")
-    lines.append(
-        "Reading the shards as one domain isolates the cost of switching between domains: "
-        "RandomMix and MixtureDataset with shuffle_buffer=1 alternate between three open tar "
-        "streams sample by sample, while blocks of 1000 read one shard sequentially for a "
-        "while, as plain reading does."
-    )
-    plain_layer, ours_layer = layer_cost(args.layer_samples)
-    lines.append("")
-    lines.append(
-        f"Wall rates are measured after the first batch over {args.read} samples in batches of "
-        f"{args.batch}, CPU time from creating the loader (buffer fills included); all readers "
-        "yield undecoded bytes. CPU ratio > 1 costs more than plain "
-        "reading; throughput ratio > 1 is faster. CPU time is the minimum over "
-        f"{args.repeats} interleaved repeats (least disturbed by other jobs); wall rates are "
-        "medians. The shuffled rows compare like with like: both hold a 1000-sample buffer."
-    )
-    lines.append("")
-    lines.append(
-        f"The mixing layer alone (in-memory samples, no I/O): {ours_layer:.2f} us/sample through "
-        f"MixtureDataset vs {plain_layer:.2f} us/sample copying and tagging the same dicts in a "
-        f"plain loop, i.e. {ours_layer - plain_layer:.2f} us/sample of schedule and bookkeeping, "
-        f"{(ours_layer - plain_layer) / cpu(plain) * 100:.1f}% of plain tar reading's "
-        f"{cpu(plain):.1f} us/sample."
-    )
-    lines.append("")
-
-    # 2. prefix deviation over --mix-samples (in-memory sources).
-    n = args.mix_samples
-    lines += [f"## Worst prefix deviation over {n:,} samples", ""]
-    lines.append("max over prefixes n and domains i of |count_i(n) - w_i n|, in samples.")
-    lines.append("")
-    lines.append("| schedule | worst over all prefixes | at n = end |")
-    lines.append("|---|---|---|")
-    t = time.perf_counter()
-    ds = MixtureDataset({d: range(n) for d in DOMAINS}, weights, shuffle_buffer=1)
-    index = {d: i for i, d in enumerate(DOMAINS)}
-    ours = np.fromiter((index[s["__domain__"]] for s in itertools.islice(ds, n)), int, n)
-    ours_s = time.perf_counter() - t
-    worst, end = prefix_deviation(ours, WEIGHTS)
-    lines.append(f"| MixtureDataset (one worker's stream) | {worst:.2f} | {end:.2f} |")
-    slots = 8
-    per_slot = n // slots // args.batch * args.batch
-    streams = [
-        np.fromiter(
-            (index[s["__domain__"]] for s in itertools.islice(ds._iter_slot(w, slots), per_slot)),
-            int,
-            per_slot,
-        ).reshape(-1, args.batch)
-        for w in range(slots)
+    tars = write_tars(folder, args.samples, args.shards, args.seed)
+    lit = write_litdata(folder, tars)
+    write_mds(folder, tars)
+    makers = readers(tars, lit, args.batch)
+    lines = [
+        f"# Sampler benchmark ({datetime.date.today().isoformat()})",
+        "",
+        f"{len(DOMAINS)} domains x {args.samples:,} samples of 64 to 1,024 random bytes "
+        f"({args.shards} shards each), weights {WEIGHT_MAP}, batches of {args.batch}, "
+        f"{os.cpu_count()} CPUs shared with other jobs (data written in "
+        f"{time.perf_counter() - t0:.0f} s). Skipped: "
+        + ("; ".join(f"{k}: {v}" for k, v in SKIPPED.items()) or "none"),
+        "",
     ]
-    merged = np.stack(streams, axis=1).reshape(-1)  # round robin, one batch per worker
-    worst, end = prefix_deviation(merged, WEIGHTS)
-    lines.append(
-        f"| MixtureDataset, global stream of {slots} workers (round robin, batch {args.batch}) | "
-        f"{worst:.2f} | {end:.2f} |"
-    )
-    t = time.perf_counter()
-    random_mix = wds.RandomMix([itertools.repeat(i) for i in range(len(DOMAINS))], list(WEIGHTS))
-    theirs = np.fromiter(itertools.islice(iter(random_mix), n), int, n)
-    theirs_s = time.perf_counter() - t
-    worst, end = prefix_deviation(theirs, WEIGHTS)
-    lines.append(f"| wds.RandomMix (i.i.d.) | {worst:.2f} | {end:.2f} |")
-    expected = max(np.sqrt(n * w * (1 - w)) for w in WEIGHTS)
-    lines.append("")
-    lines.append(
-        f"An i.i.d. draw has a standard deviation of sqrt(n w (1 - w)) = {expected:.0f} samples "
-        f"at n = {n:,}. Generating the streams took {ours_s:.1f} s (MixtureDataset over "
-        f"map-style ranges) and {theirs_s:.1f} s (RandomMix)."
-    )
-    lines.append("")
-
-    # 3. resume cost.
-    k = args.resume_batches
-    lines += [f"## Resume after {k} batches of {args.batch}", ""]
-    lines.append("Seconds from creating the loader to its first batch (median of repeats).")
-    lines.append("")
-    lines.append("| reader | num_workers | fresh | restored | restored / fresh |")
-    lines.append("|---|---|---|---|---|")
-    resumable = {
-        "MixtureDataset": makers["MixtureDataset, shuffle_buffer=1000"],
-        "wds.WebDataset (no state: fast-forward)": makers[plain],
-    }
-    for name, make in resumable.items():
-        for workers in (0, 2):
-            fresh, restored = [], []
-            for _ in range(args.repeats):
-                loader = StatefulDataLoader(
-                    make(), batch_size=args.batch, num_workers=workers, collate_fn=as_list
-                )
-                it = iter(loader)
-                for _ in range(k):
-                    next(it)
-                state = loader.state_dict()
-                del it
-                fresh.append(
-                    first_batch_seconds(
-                        StatefulDataLoader(
-                            make(), batch_size=args.batch, num_workers=workers, collate_fn=as_list
-                        ),
-                        None,
-                    )
-                )
-                restored.append(
-                    first_batch_seconds(
-                        StatefulDataLoader(
-                            make(), batch_size=args.batch, num_workers=workers, collate_fn=as_list
-                        ),
-                        state,
-                    )
-                )
-            f, r = statistics.median(fresh), statistics.median(restored)
-            lines.append(f"| {name} | {workers} | {f:.3f} | {r:.3f} | {r / f:.2f} |")
-    lines.append("")
-    lines.append(
-        "MixtureDataset seeks into each domain's current shard and re-reads at most one "
-        "shuffle block per domain; webdataset has no state, so StatefulDataLoader replays "
-        "every batch already seen."
-    )
-
+    if "exactness" in todo:
+        lines += section_exactness(makers, tars, args)
+    if "throughput" in todo:
+        lines += section_throughput(makers, args)
+    if "resume" in todo:
+        lines += section_resume(list(makers)[1:], tars, lit, args)
+    if "live" in todo:
+        live = live_switch(tars, args.batch, 50, args.switch_span)
+        lines += [
+            "## Live weight changes (2 workers)",
+            "",
+            f"Share of 'books' over the {args.switch_span:,} samples after a switch to 0.9: "
+            f"`set_weights(w)` now {live['now']:.4f}, `set_weights(w, at_sample=n)` "
+            f"{live['at_sample']:.4f} (target 0.9000). No peer has a public way to change its "
+            "weights during a run.",
+            "",
+        ]
+    if "overlap" in todo:
+        overlap = rank_overlap(tars, args.overlap)
+        lines += [
+            f"## Rank overlap (2 ranks, {args.overlap:,} samples each)",
+            "",
+            "| reader | samples both ranks got |",
+            "|---|---|",
+            *(f"| {k} | {v:,} |" for k, v in overlap.items()),
+            "",
+            "RandomMix and litdata split by rank only inside torch.distributed (not simulated).",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    tmp.cleanup()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

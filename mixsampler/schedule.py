@@ -222,3 +222,24 @@ def simulate(
             pos[i] += 1
         out.append(i)
     return out
+
+
+def local_index(at: int, batch_size: int, worker: int, num_workers: int) -> int:
+    """The first sample of worker ``worker``'s own stream at or after rank sample ``at``.
+
+    A DataLoader with ``num_workers`` workers hands out whole batches round robin: batch ``b``
+    of the rank's stream is local batch ``b // num_workers`` of worker ``b % num_workers``. So
+    sample ``at`` is sample ``at % batch_size`` of batch ``at // batch_size``; a worker that
+    does not produce that batch starts its first batch after it.
+
+    Example:
+        >>> [local_index(7, 5, w, 2) for w in range(2)]  # batch 1 is worker 1's first batch
+        [5, 2]
+    """
+    if num_workers <= 1:
+        return at
+    batch, offset = divmod(at, batch_size)
+    local = -((worker - batch) // num_workers)  # ceil((batch - worker) / num_workers) >= 0
+    if local * num_workers + worker == batch:
+        return local * batch_size + offset
+    return local * batch_size
