@@ -603,6 +603,9 @@ class MixtureDataModule(pl.LightningDataModule):
                 exhaustion=self.exhaustion,
                 on_corrupt=self.on_corrupt,
                 max_workers=max(1, self.num_workers),
+                # Workers deliver whole batches in turn: a switch scheduled at a sample or step
+                # lands exactly only if each worker knows the batch size.
+                batch_size=self.batch_size,
             )
         if stage in ("fit", "validate") and self.val and not self.val_datasets:
             self.val_datasets = {

@@ -527,10 +527,9 @@ class TarReader:
             held = self._files[idx.url] = (idx, open(_local_path(idx.url), "rb", buffering=0))
         f = held[1]
         i = pos - first
-        sample = idx.read(i, f)
-        lo, hi = idx.span(i)
+        sample, nbytes = idx.read_counted(i, f)
         self.samples_read += 1
-        self.bytes_read += hi - lo
+        self.bytes_read += nbytes
         return sample
 
     def _prefetch(self, start: int, stop: int) -> dict[int, dict[str, Any]]:
