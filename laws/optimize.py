@@ -16,13 +16,14 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from laws.fitted import FittedLaw
+from laws.forms import D_SCALE, N_SCALE
 
 __all__ = ["OptimizeResult", "optimize", "feasible_bounds", "project_capped_simplex"]
 
@@ -36,7 +37,8 @@ class OptimizeResult:
         x: the same weights as an array, in ``domains`` order.
         fun: objective value (weighted sum of predicted losses).
         predicted_loss: predicted loss per target at ``x``.
-        success: whether the duality gap fell below tolerance.
+        success: True exactly when ``gap`` <= tol x max(|fun|, 1): the weights are a KKT
+            point of the constrained problem to tolerance (the lowest the starts found).
         message: what happened.
         nit: mirror-descent iterations of the best start.
         domains: domain order of ``x``.
@@ -46,8 +48,9 @@ class OptimizeResult:
         law: the law name (or target -> name if they differ).
         lower: the lower bound per domain used.
         upper: the upper bound per domain used.
-        gap: Frank-Wolfe duality gap at ``x`` (an upper bound on fun - optimum for a convex
-            objective; a stationarity measure otherwise).
+        gap: Frank-Wolfe gap at ``x``, max over feasible v of grad.(x - v): 0 exactly at a
+            KKT point, and an upper bound on fun - optimum when the objective is convex.
+        warnings: the laws' own warnings (identifiability), prefixed by target.
     """
 
     weights: dict[str, float]
@@ -65,6 +68,7 @@ class OptimizeResult:
     lower: dict[str, float] = field(default_factory=dict)
     upper: dict[str, float] = field(default_factory=dict)
     gap: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The WEIGHTS.json content (plain numbers and strings)."""
@@ -80,6 +84,8 @@ class OptimizeResult:
             "success": self.success,
             "message": self.message,
             "nit": self.nit,
+            "gap": self.gap,
+            "warnings": list(self.warnings),
         }
 
 
@@ -197,20 +203,240 @@ def project_capped_simplex(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.
     return np.clip(h + free * adj[:, None], lo, hi)
 
 
-def _fw_gap(h: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Frank-Wolfe gap g.(h - v), v the vertex of the box-simplex minimizing g.v.
+ValueGrad = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+_EPS = np.finfo(float).eps
+
+
+def _fw_vertex(g: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The vertex of {lo <= v <= hi, sum v = 1} minimizing g.v, one per row of ``g``.
 
     v starts at the lower bounds and fills the remaining mass into the domains of smallest
     gradient first, each up to its upper bound.
     """
+    g = np.atleast_2d(g)
     order = np.argsort(g, axis=1)
     caps = (hi - lo)[order]
-    room = 1.0 - lo.sum()
     before = np.cumsum(caps, axis=1) - caps
-    fill = np.clip(room - before, 0.0, caps)
-    v = np.broadcast_to(lo, h.shape).copy()
+    fill = np.clip((1.0 - lo.sum()) - before, 0.0, caps)
+    v = np.broadcast_to(lo, g.shape).copy()
     np.put_along_axis(v, order, lo[order] + fill, axis=1)
-    return np.einsum("ij,ij->i", g, h - v)
+    return v
+
+
+def _fw_gap(h: np.ndarray, g: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Frank-Wolfe gap max_v g.(h - v) over the feasible set: 0 exactly at a KKT point.
+
+    h - v sums to 0, so a common shift of g cancels; it is removed before the dot product
+    because for the joint and full laws it is 200-2,500x the part that matters and would
+    otherwise swamp the gap in round-off.
+    """
+    h, g = np.atleast_2d(h), np.atleast_2d(g)
+    gc = g - g.mean(axis=1, keepdims=True)
+    return np.maximum(np.einsum("ij,ij->i", gc, h - _fw_vertex(g, lo, hi)), 0.0)
+
+
+def _mirror_descent(
+    vg: ValueGrad, h: np.ndarray, lo: np.ndarray, hi: np.ndarray, iters: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exponentiated gradient from every row of ``h`` at once, with Armijo backtracking.
+
+    The step uses g minus its h-weighted mean: the multiplicative update and the KL projection
+    are invariant to a common shift of g, and centring keeps that true in floating point
+    (the clip at +-50 only guards exp against overflow and no longer saturates every
+    coordinate at once). A trial is accepted only if it lowers the true objective by the
+    Armijo fraction of the linear prediction (or within round-off of f); eta then grows x1.5,
+    else halves. Rows stop at gap <= tol. Returns h, f, g and iterations per row.
+    """
+    f, g = vg(h)
+    eta = 1.0 / (np.ptp(g, axis=1) + 1e-300)
+    nit = np.zeros(len(h), dtype=int)
+    active = _fw_gap(h, g, lo, hi) > tol
+    for _ in range(iters):
+        if not active.any():
+            break
+        gc = g - np.einsum("ij,ij->i", h, g)[:, None]
+        step = np.clip(eta[:, None] * gc, -50.0, 50.0)
+        trial = project_capped_simplex(h * np.exp(-step), lo, hi)
+        ft, gt = vg(trial)
+        pred = np.einsum("ij,ij->i", gc, trial - h)
+        ok = active & (ft <= f + 1e-4 * pred + 4 * _EPS * np.abs(f))
+        h = np.where(ok[:, None], trial, h)
+        f, g = np.where(ok, ft, f), np.where(ok[:, None], gt, g)
+        eta = np.where(ok, eta * 1.5, eta * 0.5)
+        nit += active
+        active &= (_fw_gap(h, g, lo, hi) > tol) & (eta * np.ptp(g, axis=1) > 1e-14)
+    return h, f, g, nit
+
+
+def _face_hessian(vg: ValueGrad, h: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Hessian of f in h on the ``free`` coordinates (0 elsewhere), by gradient differences.
+
+    Relative steps (1e-5 h_j) follow the laws' h^gamma singularities; one call evaluates
+    every shifted point. The analytic gradient makes central differences accurate to ~1e-10.
+    """
+    idx = np.flatnonzero(free)
+    step = np.where(h[idx] > 0, 1e-5 * h[idx], 1e-9)
+    central = h[idx] > 0
+    rows = []
+    for j, s, c in zip(idx, step, central, strict=True):
+        e = np.zeros_like(h)
+        e[j] = s
+        rows += [h + e, h - e if c else h]
+    _, g = vg(np.array(rows))
+    span = np.where(central, 2 * step, step)
+    sub = ((g[0::2] - g[1::2])[:, idx] / span[:, None]).T
+    hess = np.zeros((len(h), len(h)))
+    hess[np.ix_(idx, idx)] = 0.5 * (sub + sub.T)
+    return hess
+
+
+def _newton_direction(g: np.ndarray, hess: np.ndarray) -> np.ndarray:
+    """Newton step on {sum d = 0} for free coordinates; |eigenvalues| where not convex."""
+    n = len(g)
+    z = np.linalg.qr(np.eye(n, n - 1) - np.eye(n, n - 1, -1))[0]  # basis of sum d = 0
+    gz = z.T @ g
+    w, v = np.linalg.eigh(z.T @ hess @ z)
+    floor = max(1e-8 * np.abs(w).max(initial=0.0), 1e-300, 1e-6 * np.linalg.norm(gz))
+    return z @ (-(v @ ((v.T @ gz) / np.maximum(np.abs(w), floor))))
+
+
+def _newton_polish(
+    vg: ValueGrad, h: np.ndarray, lo: np.ndarray, hi: np.ndarray, iters: int, tol: float
+) -> tuple[np.ndarray, float, float, int]:
+    """Active-set projected Newton from one point until the Frank-Wolfe gap is <= tol.
+
+    Free coordinates: those strictly inside their bounds, plus bound ones the Frank-Wolfe
+    vertex would move (KKT violated), minus any the step would push out. The step length
+    is the largest that stays feasible, backtracked (Armijo on the true objective); a
+    coordinate that reaches its bound is set to it exactly. Returns h, f, gap, iterations.
+    """
+    f, g = (a[0] for a in vg(h[None]))
+    gap, it = float(_fw_gap(h, g, lo, hi)[0]), 0
+    while gap > tol and it < iters:
+        it += 1
+        at_lo, at_hi = h <= lo + 1e-15, h >= hi - 1e-15
+        v = _fw_vertex(g, lo, hi)[0]
+        free = ~(at_lo | at_hi) | (np.abs(v - h) > 1e-15)
+        d = np.zeros_like(h)
+        hess = _face_hessian(vg, h, free) if free.sum() >= 2 else None
+        for _ in range(len(h)):
+            if free.sum() < 2 or hess is None:
+                break
+            gf = g[free] - g[free].mean()
+            d[:] = 0.0
+            d[free] = _newton_direction(gf, hess[np.ix_(free, free)])
+            out = (at_lo & (d < 0)) | (at_hi & (d > 0))
+            if not out.any():
+                break
+            free &= ~out
+        if free.sum() < 2 or not np.any(d):
+            d = v - h  # no face to move on: a Frank-Wolfe step, which the gap says descends
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(d < 0, (lo - h) / d, np.where(d > 0, (hi - h) / d, np.inf))
+        t = min(1.0, float(room.min()))
+        slope = float((g - g.mean()) @ d)
+        for _ in range(60):
+            trial = np.clip(h + t * d, lo, hi)
+            if t == room.min():
+                trial[np.argmin(room)] = (lo if d[np.argmin(room)] < 0 else hi)[np.argmin(room)]
+            trial = project_capped_simplex(trial, lo, hi)[0]  # round-off of sum h only
+            ft, gt = (a[0] for a in vg(trial[None]))
+            if ft <= f + 1e-4 * t * slope + 4 * _EPS * abs(f):
+                break
+            t *= 0.5
+        else:
+            break  # no decrease within round-off: the gap decides
+        h, f, g = trial, ft, gt
+        gap = float(_fw_gap(h, g, lo, hi)[0])
+    return h, float(f), gap, it
+
+
+def _objective(
+    laws_: dict[str, FittedLaw], objective: Mapping[str, float] | None
+) -> dict[str, float]:
+    if objective is None:
+        return {t: 1.0 / len(laws_) for t in laws_}
+    obj = {str(t): float(w) for t, w in objective.items()}
+    unknown = sorted(set(obj) - set(laws_))
+    if unknown:
+        raise ValueError(
+            f"objective names target(s) {', '.join(unknown)} without a law; laws are for "
+            f"{', '.join(laws_)}"
+        )
+    if any(not math.isfinite(w) or w < 0 for w in obj.values()) or sum(obj.values()) <= 0:
+        raise ValueError(f"objective weights must be >= 0 and not all 0, got {obj}")
+    return obj
+
+
+def _value_grad(
+    laws_: dict[str, FittedLaw], obj: dict[str, float], domains: tuple[str, ...], n: float, d: float
+) -> ValueGrad:
+    """sum_t w_t L_t(N, D, h) and its gradient in h, rows of h in ``domains`` order.
+
+    (N, D) is fixed for the whole search, so its logs are taken once and each call goes
+    straight to the form (the broadcasting in ``FittedLaw.predict`` costs more than the law).
+    """
+    terms = []
+    for t, w in obj.items():
+        if w:
+            law = laws_[t]
+            ln, ld, _ = law.form.inputs(
+                n * N_SCALE / law.n_scale, d * D_SCALE / law.d_scale, np.ones(len(domains))
+            )
+            perm = [law.domains.index(x) for x in domains]
+            terms.append((w, law.form, law.x, ln[0], ld[0], np.argsort(perm), perm))
+
+    def vg(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = h.shape[0]
+        f = np.zeros(m)
+        g = np.zeros_like(h)
+        for w, form, p, ln, ld, inv, perm in terms:
+            v, _, gh = form.evaluate(p, np.full(m, ln), np.full(m, ld), h[:, inv], grad_h=True)
+            f += w * v
+            g += w * gh[:, perm]  # type: ignore[index]
+        return f, g
+
+    return vg
+
+
+def _starts(k: int, lo: np.ndarray, hi: np.ndarray, n_starts: int, seed: int) -> np.ndarray:
+    """Uniform, the bounds' centre, then Dirichlet draws (half of them near the corners)."""
+    rng = np.random.default_rng(seed)
+    starts = [np.full(k, 1.0 / k), 0.5 * (lo + hi)]
+    m = max(n_starts - 2, 0)
+    starts += list(rng.dirichlet(np.ones(k), size=m - m // 2))
+    starts += list(rng.dirichlet(np.full(k, 0.3), size=m // 2))
+    h = project_capped_simplex(np.array(starts[:n_starts]), lo, hi)
+    # Strictly inside where the box allows, so the multiplicative updates can move every
+    # coordinate (a weight at exactly 0 would stay there).
+    return project_capped_simplex(np.maximum(h, 1e-9), lo, hi)
+
+
+def _solve(
+    vg: ValueGrad, h0: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, float, float, int, int]:
+    """Mirror descent from every start, then Newton polish of each distinct basin.
+
+    ``tol`` is absolute on the Frank-Wolfe gap. Returns the best point, its f, gap and
+    iterations, and how many distinct stationary points the starts reached.
+    """
+    f0 = vg(h0)[0]
+    loose = max(1e-4 * float(np.abs(f0).max()), tol)
+    h, f, _, nit = _mirror_descent(vg, h0, lo, hi, max(max_iter // 2, 1), loose)
+    # Starts that reached the same basin are polished once (the lowest of each cluster).
+    reps: list[int] = []
+    for i in np.argsort(f):
+        if all(np.abs(h[i] - h[j]).max() > 0.05 for j in reps):
+            reps.append(int(i))
+    cands = []
+    for i in reps:
+        x, fx, gap, it = _newton_polish(vg, h[i], lo, hi, max_iter - int(nit[i]), tol)
+        cands.append((fx, gap, int(nit[i]) + it, x))
+    best = min(cands, key=lambda c: c[0])
+    certified = [c for c in cands if c[1] <= tol and c[0] <= best[0] + tol]
+    fx, gap, it, x = min(certified, key=lambda c: c[0]) if certified else best
+    n_opt = len({round(c[0] / max(tol, 1e-300)) for c in cands if c[1] <= tol})
+    return x, fx, gap, it, n_opt
 
 
 def optimize(
@@ -241,11 +467,12 @@ def optimize(
         max_repeat: how many times a domain's tokens may be used (one for all or per domain).
         seed: seeds the random starts.
         n_starts: starts (uniform point, bounds' centre and Dirichlet draws).
-        max_iter: mirror-descent iterations per start.
-        tol: duality-gap tolerance, relative to the objective.
+        max_iter: iterations per start (mirror descent and Newton together).
+        tol: Frank-Wolfe gap tolerance, relative to max(|objective|, 1).
 
     Returns:
-        An :class:`OptimizeResult`; non-convergence is reported, never raised.
+        An :class:`OptimizeResult`; ``success`` is True exactly when the returned weights'
+        gap is <= tol; non-convergence is reported, never raised.
 
     Raises:
         ValueError: bad objective, mismatched domains, or infeasible constraints (named).
@@ -258,8 +485,10 @@ def optimize(
     for name, v in (("model_size", model_size), ("n_tokens", n_tokens)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a finite positive number, got {v!r}")
-    if n_starts < 1 or max_iter < 1:
-        raise ValueError(f"n_starts and max_iter must be >= 1, got {n_starts}, {max_iter}")
+    if n_starts < 1 or max_iter < 1 or not (isinstance(tol, float) and tol > 0):
+        raise ValueError(
+            f"n_starts and max_iter must be >= 1 and tol > 0, got {n_starts}, {max_iter}, {tol}"
+        )
     laws_ = dict(fitted)
     domains = next(iter(laws_.values())).domains
     for t, law in laws_.items():
@@ -268,18 +497,7 @@ def optimize(
                 f"law for {t} is over domains {', '.join(law.domains)}, but the first law is "
                 f"over {', '.join(domains)}"
             )
-    if objective is None:
-        obj = {t: 1.0 / len(laws_) for t in laws_}
-    else:
-        obj = {str(t): float(w) for t, w in objective.items()}
-        unknown = sorted(set(obj) - set(laws_))
-        if unknown:
-            raise ValueError(
-                f"objective names target(s) {', '.join(unknown)} without a law; laws are for "
-                f"{', '.join(laws_)}"
-            )
-        if any(not math.isfinite(w) or w < 0 for w in obj.values()) or sum(obj.values()) <= 0:
-            raise ValueError(f"objective weights must be >= 0 and not all 0, got {obj}")
+    obj = _objective(laws_, objective)
     lo, hi = feasible_bounds(
         domains,
         float(n_tokens),
@@ -288,84 +506,47 @@ def optimize(
         available=available,
         max_repeat=max_repeat,
     )
-    perms = {t: [laws_[t].domains.index(d) for d in domains] for t in obj}
+    vg = _value_grad(laws_, obj, domains, float(model_size), float(n_tokens))
+    h0 = _starts(len(domains), lo, hi, n_starts, seed)
+    scale = max(float(np.abs(vg(h0[:1])[0][0])), 1.0)
+    x, fun, gap, nit, n_opt = _solve(vg, h0, lo, hi, max_iter, tol * scale)
+    res = _result(laws_, obj, x, fun, gap, nit, tol * scale, lo, hi, model_size, n_tokens)
+    if not res.success:
+        res.message += f" (max_iter {max_iter}, {n_starts} starts)"
+    elif n_opt > 1:
+        res.message += f"; the best of {n_opt} distinct stationary points from {n_starts} starts"
+    return res
 
-    def value_grad(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f = np.zeros(h.shape[0])
-        g = np.zeros_like(h)
-        for t, w in obj.items():
-            if w == 0:
-                continue
-            p = perms[t]
-            inv = np.argsort(p)
-            v, gh = laws_[t].value_and_grad_h(model_size, n_tokens, h[:, inv])
-            f += w * v
-            g += w * gh[:, p]
-        return f, g
 
-    k = len(domains)
-    rng = np.random.default_rng(seed)
-    starts = [np.full(k, 1.0 / k), 0.5 * (lo + np.minimum(hi, 1.0))]
-    if n_starts > 2:
-        starts += list(rng.dirichlet(np.ones(k), size=n_starts - 2))
-    h = project_capped_simplex(np.array(starts[:n_starts]), lo, hi)
-    # Keep strictly inside where the box allows, so multiplicative updates can move every
-    # coordinate (a weight at exactly 0 would stay there forever).
-    h = project_capped_simplex(np.maximum(h, 1e-9), lo, hi)
-    f, g = value_grad(h)
-    # Step size in units of the first gradient's spread, so the first step changes weights by
-    # about a factor e whatever the loss level; then adapted (x1.5 on descent, /2 otherwise).
-    eta = 1.0 / (np.ptp(g, axis=1) + 1e-300)
-    nit = np.zeros(h.shape[0], dtype=int)
-    done = np.zeros(h.shape[0], dtype=bool)
-    for it in range(max_iter):
-        active = ~done
-        if not active.any():
-            break
-        step = eta[:, None] * g
-        trial = project_capped_simplex(h * np.exp(-np.clip(step, -50, 50)), lo, hi)
-        ft, gt = value_grad(trial)
-        better = (ft <= f) & active
-        moved = np.abs(trial - h).max(axis=1)
-        h = np.where(better[:, None], trial, h)
-        f = np.where(better, ft, f)
-        g = np.where(better[:, None], gt, g)
-        eta = np.where(better, eta * 1.5, eta * 0.5)
-        nit += active
-        if it % 5 == 4 or not better.any():
-            gap = _fw_gap(h, g, lo, hi)
-            stalled = (eta * np.ptp(g, axis=1) < 1e-12) | (better & (moved < 1e-15))
-            conv = (gap <= tol * np.maximum(np.abs(f), 1.0)) | stalled
-            done |= conv
-            if conv.any():
-                # A start whose linear lower bound f - gap is already above a converged
-                # start's value is (locally) beaten: stop spending iterations on it.
-                best_f = f[conv].min()
-                done |= f - np.maximum(gap, 0.0) > best_f + 1e-12 * max(abs(best_f), 1.0)
-    gap = _fw_gap(h, g, lo, hi)
-    best = int(np.argmin(f))
-    x = h[best]
+def _result(laws_, obj, x, fun, gap, nit, tol, lo, hi, model_size, n_tokens):  # type: ignore[no-untyped-def]
+    domains = next(iter(laws_.values())).domains
     preds = {
         t: float(law.predict(model_size, n_tokens, x[[domains.index(d) for d in law.domains]]))
         for t, law in laws_.items()
     }
-    conv = bool(gap[best] <= max(tol * max(abs(f[best]), 1.0), 1e-9))
     names = {t: law.law for t, law in laws_.items()}
     law_name: str | dict[str, str] = (
         next(iter(names.values())) if len(set(names.values())) == 1 else names
     )
+    warnings = tuple(
+        dict.fromkeys(f"{t}: {w}" for t, law in laws_.items() for w in getattr(law, "warnings", ()))
+    )
+    conv = gap <= tol
+    if conv:
+        message = f"converged: Frank-Wolfe gap {gap:.2e} <= {tol:.2e} after {nit} iterations"
+    else:
+        message = (
+            f"not converged: Frank-Wolfe gap {gap:.2e} > {tol:.2e} after {nit} iterations; "
+            "raise max_iter, or accept these weights explicitly"
+        )
     return OptimizeResult(
         weights={d: float(v) for d, v in zip(domains, x, strict=True)},
         x=x.copy(),
-        fun=float(f[best]),
+        fun=float(fun),
         predicted_loss=preds,
-        success=conv,
-        message=(
-            f"converged: duality gap {gap[best]:.2e}"
-            if conv
-            else f"stopped after {int(nit[best])} iterations with duality gap {gap[best]:.2e}"
-        ),
-        nit=int(nit[best]),
+        success=bool(conv),
+        message=message,
+        nit=int(nit),
         domains=domains,
         objective=obj,
         model_size=float(model_size),
@@ -373,5 +554,6 @@ def optimize(
         law=law_name,
         lower={d: float(v) for d, v in zip(domains, lo, strict=True)},
         upper={d: float(v) for d, v in zip(domains, hi, strict=True)},
-        gap=float(gap[best]),
+        gap=float(gap),
+        warnings=warnings,
     )
