@@ -244,7 +244,8 @@ def _mirror_descent(
     are invariant to a common shift of g, and centring keeps that true in floating point
     (the clip at +-50 only guards exp against overflow and no longer saturates every
     coordinate at once). A trial is accepted only if it lowers the true objective by the
-    Armijo fraction of the linear prediction (or within round-off of f); eta then grows x1.5,
+    Armijo fraction of the linear prediction (to round-off: that of f, plus the common part
+    of g times the round-off of sum h, which dominates for joint and full); eta then grows x1.5,
     else halves. Rows stop at gap <= tol. Returns h, f, g and iterations per row.
     """
     f, g = vg(h)
@@ -259,7 +260,8 @@ def _mirror_descent(
         trial = project_capped_simplex(h * np.exp(-step), lo, hi)
         ft, gt = vg(trial)
         pred = np.einsum("ij,ij->i", gc, trial - h)
-        ok = active & (ft <= f + 1e-4 * pred + 4 * _EPS * np.abs(f))
+        noise = 8 * _EPS * (np.abs(f) + np.einsum("ij,ij->i", np.abs(g), h))
+        ok = active & (ft <= f + 1e-4 * pred + noise)
         h = np.where(ok[:, None], trial, h)
         f, g = np.where(ok, ft, f), np.where(ok[:, None], gt, g)
         eta = np.where(ok, eta * 1.5, eta * 0.5)
@@ -335,13 +337,15 @@ def _newton_polish(
             room = np.where(d < 0, (lo - h) / d, np.where(d > 0, (hi - h) / d, np.inf))
         t = min(1.0, float(room.min()))
         slope = float((g - g.mean()) @ d)
+        # f is known to round-off in f plus the common gradient times the round-off of sum h.
+        noise = 8 * _EPS * (abs(f) + float(np.abs(g) @ h))
         for _ in range(60):
             trial = np.clip(h + t * d, lo, hi)
             if t == room.min():
                 trial[np.argmin(room)] = (lo if d[np.argmin(room)] < 0 else hi)[np.argmin(room)]
             trial = project_capped_simplex(trial, lo, hi)[0]  # round-off of sum h only
             ft, gt = (a[0] for a in vg(trial[None]))
-            if ft <= f + 1e-4 * t * slope + 4 * _EPS * abs(f):
+            if ft <= f + 1e-4 * t * slope + noise:
                 break
             t *= 0.5
         else:
@@ -390,10 +394,15 @@ def _value_grad(
         m = h.shape[0]
         f = np.zeros(m)
         g = np.zeros_like(h)
-        for w, form, p, ln, ld, inv, perm in terms:
-            v, _, gh = form.evaluate(p, np.full(m, ln), np.full(m, ld), h[:, inv], grad_h=True)
-            f += w * v
-            g += w * gh[:, perm]  # type: ignore[index]
+        # A large fitted exponent can overflow away from the optimum: such a point is +inf
+        # (never accepted), not an error.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for w, form, p, ln, ld, inv, perm in terms:
+                v, _, gh = form.evaluate(p, np.full(m, ln), np.full(m, ld), h[:, inv], grad_h=True)
+                f += w * v
+                g += w * gh[:, perm]  # type: ignore[index]
+        bad = ~(np.isfinite(f) & np.isfinite(g).all(axis=1))
+        f[bad], g[bad] = np.inf, 0.0
         return f, g
 
     return vg
@@ -421,6 +430,8 @@ def _solve(
     iterations, and how many distinct stationary points the starts reached.
     """
     f0 = vg(h0)[0]
+    if np.isfinite(f0).any():
+        h0, f0 = h0[np.isfinite(f0)], f0[np.isfinite(f0)]
     loose = max(1e-4 * float(np.abs(f0).max()), tol)
     h, f, _, nit = _mirror_descent(vg, h0, lo, hi, max(max_iter // 2, 1), loose)
     # Starts that reached the same basin are polished once (the lowest of each cluster).
@@ -508,7 +519,8 @@ def optimize(
     )
     vg = _value_grad(laws_, obj, domains, float(model_size), float(n_tokens))
     h0 = _starts(len(domains), lo, hi, n_starts, seed)
-    scale = max(float(np.abs(vg(h0[:1])[0][0])), 1.0)
+    f0 = np.abs(vg(h0)[0])
+    scale = max(float(f0[np.isfinite(f0)].min()) if np.isfinite(f0).any() else 1.0, 1.0)
     x, fun, gap, nit, n_opt = _solve(vg, h0, lo, hi, max_iter, tol * scale)
     res = _result(laws_, obj, x, fun, gap, nit, tol * scale, lo, hi, model_size, n_tokens)
     if not res.success:
@@ -531,7 +543,7 @@ def _result(laws_, obj, x, fun, gap, nit, tol, lo, hi, model_size, n_tokens):  #
     warnings = tuple(
         dict.fromkeys(f"{t}: {w}" for t, law in laws_.items() for w in getattr(law, "warnings", ()))
     )
-    conv = gap <= tol
+    conv = bool(gap <= tol and math.isfinite(fun))
     if conv:
         message = f"converged: Frank-Wolfe gap {gap:.2e} <= {tol:.2e} after {nit} iterations"
     else:
