@@ -437,7 +437,9 @@ def _solve(
     if np.isfinite(f0).any():
         h0, f0 = h0[np.isfinite(f0)], f0[np.isfinite(f0)]
     loose = max(1e-4 * float(np.abs(f0).max()), tol)
-    h, f, _, nit = _mirror_descent(vg, h0, lo, hi, max(max_iter // 2, 1), loose)
+    # Mirror descent finds the basins; slow starts (a weight creeping to 0) are left to
+    # Newton, which gets there in a few steps, rather than holding up every start.
+    h, f, _, nit = _mirror_descent(vg, h0, lo, hi, min(max(max_iter // 2, 1), 40), loose)
     # Starts that reached the same basin are polished once (the lowest of each cluster).
     reps: list[int] = []
     for i in np.argsort(f):
