@@ -295,18 +295,23 @@ def _newton_step(vg: ValueGrad, h: np.ndarray, g: np.ndarray, free: np.ndarray) 
     basis = np.zeros((len(h), m))
     basis[others, np.arange(m)] = 1.0
     basis[r] = -1.0
-    eps = np.where(h[others] > 0, 1e-5 * h[others], 1e-9)
-    central = h[others] > 0
+    # h_r must resolve the step too (h_r +- 1e-18 rounds to h_r): at least 1e-8 h_r.
+    eps = np.maximum(1e-5 * h[others], 1e-8 * h[r])
+    central = h[others] > eps
     plus = h + (basis * eps).T
     minus = np.where(central[:, None], h - (basis * eps).T, h)
     _, gg = vg(np.concatenate([plus, minus]))
     dg = (gg[:m] - gg[m:]) / np.where(central, 2 * eps, eps)[:, None]
     hess = dg @ basis
     hess = 0.5 * (hess + hess.T)
-    gb = g @ basis
-    w, v = np.linalg.eigh(hess)
+    # Jacobi scaling first: a weight near 0 with gamma < 1 curves 1e12x more than the rest,
+    # and an eigenvalue floor relative to it would freeze every other direction.
+    diag = np.abs(np.diag(hess))
+    sc = 1.0 / np.sqrt(np.maximum(diag, 1e-12 * diag.max(initial=0.0) + 1e-300))
+    gb = sc * (g @ basis)
+    w, v = np.linalg.eigh(sc[:, None] * hess * sc[None, :])
     floor = max(1e-8 * np.abs(w).max(initial=0.0), 1e-6 * float(np.linalg.norm(gb)), 1e-300)
-    return basis @ (-(v @ ((v.T @ gb) / np.maximum(np.abs(w), floor))))
+    return basis @ (-sc * (v @ ((v.T @ gb) / np.maximum(np.abs(w), floor))))
 
 
 def _newton_polish(
@@ -323,9 +328,11 @@ def _newton_polish(
     gap, it = float(_fw_gap(h, g, lo, hi)[0]), 0
     while gap > tol and it < iters:
         it += 1
-        at_lo, at_hi = h <= lo + 1e-15, h >= hi - 1e-15
+        # Within 1e-10 of a bound counts as on it (its share of the gap is below tol), so a
+        # weight creeping to 0 along h^-0.1 does not hold up the rest of the face.
+        at_lo, at_hi = h <= lo + 1e-10, h >= hi - 1e-10
         v = _fw_vertex(g, lo, hi)[0]
-        free = ~(at_lo | at_hi) | (np.abs(v - h) > 1e-15)
+        free = ~(at_lo | at_hi) | (np.abs(v - h) > 1e-10)
         d = np.zeros_like(h)
         for _ in range(len(h)):
             if free.sum() < 2:
@@ -352,8 +359,15 @@ def _newton_polish(
             if ft <= f + 1e-4 * t * slope + noise:
                 break
             t *= 0.5
-        else:
-            break  # no decrease within round-off: the gap decides
+        if t * np.abs(d).max() < 1e-12:
+            # Newton is stuck (a bound blocking every step, or no decrease within round-off
+            # far from the optimum): a burst of mirror descent moves on, then Newton resumes.
+            start = project_capped_simplex(np.maximum(h, lo + 1e-12), lo, hi)
+            x, fx, gx, n = _mirror_descent(vg, start, lo, hi, min(50, iters - it), tol)
+            it += int(n[0])
+            if fx[0] > f + noise:
+                continue
+            trial, ft, gt = x[0], fx[0], gx[0]
         h, f, g = trial, ft, gt
         gap = float(_fw_gap(h, g, lo, hi)[0])
     return h, float(f), gap, it
