@@ -245,12 +245,12 @@ def _check_laws(path: Path, doc: Any) -> dict[str, FittedLaw]:
     check_format(path, doc, FORMAT, VERSION, "law file")
     if "laws" not in doc:
         raise bad_input(path, f"not a law file (expected format {FORMAT!r} with 'laws')")
+    laws = json_object(path, doc["laws"], "laws")
     unknown = sorted(set(doc) - {"format", "version", "laws"})
     if unknown:
         raise bad_input(
             path, "unknown top-level key(s); a law file has format, version, laws", value=unknown
         )
-    laws = json_object(path, doc["laws"], "laws")
     if not laws:
         raise bad_input(path, "must hold at least one law", field="laws", value=laws)
     return {target: _check_law(path, obj, f"laws.{target}") for target, obj in laws.items()}

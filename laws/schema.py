@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -181,31 +182,33 @@ def parse_number(
     Raises:
         FormatError: not a number, or missing where a value is required.
     """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        text = ""
-    elif isinstance(value, bool):
+    if type(value) is str:
+        # The common case first (every cell of a CSV): one float() call.
+        try:
+            x = float(value)
+        except ValueError:
+            x = math.nan if value.strip().lower() in _MISSING_TEXT else None
+        if x is None:
+            raise bad_input(source, "not a number", row=row, column=column, value=value)
+    elif value is None:
+        x = math.nan
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad_input(source, "not a number", row=row, column=column, value=value)
-    elif isinstance(value, (int, float)):
-        return float(value)
     else:
-        text = str(value).strip()
-    if text.lower() in _MISSING_TEXT:
-        if allow_missing:
-            return math.nan
-        raise bad_input(source, "empty value, a number is required", row=row, column=column)
-    try:
-        return float(text)
-    except (ValueError, OverflowError):
-        raise bad_input(source, "not a number", row=row, column=column, value=value) from None
+        try:
+            x = float(value)
+        except OverflowError:
+            raise bad_input(
+                source, "beyond the float range", row=row, column=column, value=value
+            ) from None
+    if x == x or allow_missing:  # x != x: NaN, a missing value
+        return x
+    raise bad_input(source, "empty value, a number is required", row=row, column=column)
 
 
 def is_numeric(column: str) -> bool:
     """Whether a column has a numeric rule in :func:`check_value` (its cells must parse)."""
-    return (
-        column in MODEL_SIZE_COLUMNS
-        or column in (N_TOKENS, STEP)
-        or bool(domain_of(column) or realized_domain_of(column) or target_of(column))
-    )
+    return _kind(column) is not None
 
 
 def check_value(
@@ -234,23 +237,42 @@ def check_value(
         ...     print(err)
         runs.csv, row 3, column c4_loss: a loss must be finite and >= 0, got -1.0
     """
-    shown = value if raw is _UNSET else raw
-    if math.isnan(value) and (target_of(column) or realized_domain_of(column)):
-        return value  # missing: a target not evaluated at this row
-    if column in MODEL_SIZE_COLUMNS or column == N_TOKENS:
-        ok, rule = math.isfinite(value) and value > 0, "must be a finite positive number"
-    elif column == STEP:
-        ok = math.isfinite(value) and value >= 0 and value == int(value)
-        rule = "must be a whole number >= 0"
-    elif domain_of(column) or realized_domain_of(column):
-        ok, rule = math.isfinite(value) and 0 <= value <= 1, "must be a finite share in [0, 1]"
-    elif target_of(column):
-        ok, rule = math.isfinite(value) and value >= 0, "a loss must be finite and >= 0"
-    else:
+    kind = _kind(column)
+    if kind is None:
         return value
+    if kind == "positive":
+        ok = math.isfinite(value) and value > 0
+    elif kind == "step":
+        ok = math.isfinite(value) and value >= 0 and value == int(value)
+    elif kind == "share":
+        ok = 0 <= value <= 1 or (value != value and realized_domain_of(column) is not None)
+    else:  # a loss; NaN is a target not evaluated at this row
+        ok = value != value or (value >= 0 and math.isfinite(value))
     if not ok:
-        raise bad_input(source, rule, row=row, column=column, value=shown)
+        shown = value if raw is _UNSET else raw
+        raise bad_input(source, _RULES[kind], row=row, column=column, value=shown)
     return value
+
+
+_RULES = {
+    "positive": "must be a finite positive number",
+    "step": "must be a whole number >= 0",
+    "share": "must be a finite share in [0, 1]",
+    "loss": "a loss must be finite and >= 0",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind(column: str) -> str | None:
+    if column in MODEL_SIZE_COLUMNS or column == N_TOKENS:
+        return "positive"
+    if column == STEP:
+        return "step"
+    if domain_of(column) or realized_domain_of(column):
+        return "share"
+    if target_of(column):
+        return "loss"
+    return None
 
 
 def check_weight_sum(

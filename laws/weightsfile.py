@@ -208,12 +208,14 @@ def read_weights(path: str | os.PathLike[str], *, allow_unconverged: bool = Fals
     path = Path(path)
     doc = read_json(path, "weights file")
     if isinstance(doc, dict) and "format" not in doc:
+        if "weights" not in doc:
+            raise _no_weights(path, doc)
         doc = {"format": FORMAT, **doc}  # hand-written or pre-versioning: version 1
     wf = WeightsFile(**_check(path, doc))
     if not wf.success and not allow_unconverged:
         gap = "" if wf.gap is None else f", gap {wf.gap:.3g}"
         raise UnconvergedWeightsError(
-            f"{path}: the optimizer did not certify these weights (success: false{gap}: "
+            f"{path}: the optimizer did not converge on these weights (success: false{gap}: "
             f"{wf.message or 'no message'}); rerun `mixsampler optimize` (other --seed, looser "
             "constraints) or pass allow_unconverged=True (--allow-unconverged) to use them anyway"
         )
@@ -224,7 +226,7 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
     """Check a document's fields; the WeightsFile keyword arguments."""
     check_format(path, doc, FORMAT, VERSION, "weights file")
     if "weights" not in doc:
-        raise bad_input(path, "a weights file needs 'weights'", value=sorted(doc)[:8])
+        raise _no_weights(path, doc)
     kw: dict[str, Any] = {"weights": _shares(path, doc["weights"], "weights")}
     total = math.fsum(kw["weights"].values())
     if abs(total - 1.0) > WEIGHT_SUM_TOL:
@@ -277,6 +279,14 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
     _finite(path, extra, "")
     kw["extra"] = extra
     return kw
+
+
+def _no_weights(path: Path, doc: dict[str, Any]) -> FormatError:
+    return bad_input(
+        path,
+        'a weights file must hold {"weights": {domain: weight}, ...}; its keys are',
+        value=sorted(doc)[:8],
+    )
 
 
 def _numbers(path: Path, obj: Any, at: str, *, nonnegative: bool = False) -> dict[str, float]:

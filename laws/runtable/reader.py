@@ -227,6 +227,10 @@ def _read_file(path: Path, n_column: str, domains: tuple[str, ...] | None) -> _F
         )
     out = _FileRows(path, cols, domains or file_domains)
     weight_cols = [weight_column(d) for d in out.domains]
+    # Other columns with a rule (step, realized_*, the other N counts) are checked too, so a
+    # table that reads is a table every verb can trust.
+    checked = {n_column, N_TOKENS, *weight_cols}
+    other_rules = [c for c in cols if c not in checked and not target_of(c) and is_numeric(c)]
     for line, row in rows:
         for col in (n_column, N_TOKENS, *weight_cols):
             if col not in row:
@@ -239,11 +243,8 @@ def _read_file(path: Path, n_column: str, domains: tuple[str, ...] | None) -> _F
         out.losses.append(
             {t: _checked(row.get(t + "_loss", ""), path, line, t + "_loss") for t in out.targets}
         )
-        for c in cols:
-            # Other columns with a rule (step, realized_*, the other N counts) are checked too,
-            # so a table that reads is a table every verb can trust.
-            if c not in w and c not in (n_column, N_TOKENS) and not target_of(c) and is_numeric(c):
-                _checked(row.get(c, ""), path, line, c)
+        for c in other_rules:
+            _checked(row.get(c, ""), path, line, c)
         out.rows.append(row)
         out.lines.append(line)
     return out

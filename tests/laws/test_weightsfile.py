@@ -70,7 +70,7 @@ def test_hand_written_file_without_format_reads(tmp_path: Path) -> None:
         ({"weights": {"a": 1.0}, "format": "mixsampler-laws"}, r"not a weights file"),
         ({"weights": {"a": 1.0}, "format": "mixsampler-weights", "version": 2}, r"newer"),
         ({"weights": {"a": 1.0}, "format": "mixsampler-weights", "version": "1"}, r"version"),
-        ({"success": True}, r"needs 'weights'"),
+        ({"success": True}, r"must hold \{\"weights\": \{domain: weight\}.*\['success'\]"),
         ([1, 2], r"not a weights file: expected a JSON object"),
     ],
 )
