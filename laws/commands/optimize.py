@@ -191,8 +191,8 @@ def _intervals(
     if n_ok < 2:
         raise ValueError(
             f"--bootstrap {args.bootstrap}: only {n_ok} replicates converged (fit and "
-            "optimize), too few for an interval; check the fit (mixsampler fit) or give more "
-            "--runs"
+            "optimize), too few for an interval; raise --max-iter, check the fit (mixsampler "
+            "fit), or give more --runs"
         )
     if n_ok < 0.9 * args.bootstrap:
         log.warning(

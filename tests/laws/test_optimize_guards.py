@@ -87,3 +87,24 @@ def test_verb_records_success_and_gap(tmp_path: Path, helpers: Any) -> None:
     assert wf.success and wf.gap is not None and 0 <= wf.gap <= 1e-9
     assert min(wf.weights.values()) >= 0.05 - 1e-12
     assert sum(wf.weights.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_bootstrap_refuses_intervals_without_converged_replicates(
+    tmp_path: Path, helpers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = helpers.write_csv(
+        tmp_path / "runs.csv", helpers.synth_rows({"a": helpers.true_law("additive")}, n_mix=6)
+    )
+    law = tmp_path / "LAW.json"
+    assert cli.main(["fit", str(runs), "--law", "additive", "--target", "all", "-o", str(law)]) == 0
+    out = tmp_path / "WEIGHTS.json"
+    args = ["optimize", str(law), "--model-size", "1e9", "--tokens", "8B", "-o", str(out)]
+    # max_iter 1: the point estimate (allowed) and every replicate are unconverged, so there
+    # is no interval to give; an interval over failed optima would look like an answer.
+    boot = ["--runs", str(runs), "--bootstrap", "2", "--max-iter", "1", "--allow-unconverged"]
+    capsys.readouterr()
+    assert cli.main([*args, *boot]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "only 0 replicates converged" in errors[0]
+    assert "--max-iter" in errors[0]
+    assert not out.exists()
