@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 from laws.commands.args import number, pairs, scalar_or_pairs
+from laws.weightsfile import WeightsFile, write_weights
 
 if TYPE_CHECKING:
     from laws.fitted import FittedLaw
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--available", action="append", help="tokens a domain has, d=TOKENS")
     p.add_argument("--max-repeat", action="append", help="repetitions allowed: R for all, or d=R")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    p.add_argument("--max-iter", type=int, default=3000, help="iterations per start (default 3000)")
+    p.add_argument(
+        "--allow-unconverged",
+        action="store_true",
+        help="write the weights even when the optimum is not certified (WEIGHTS.json says so)",
+    )
     p.add_argument("--runs", nargs="+", help="run tables LAW.json was fitted on (with --bootstrap)")
     p.add_argument(
         "--bootstrap",
@@ -71,15 +77,25 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         "available": pairs(args.available, "--available") or None,
         "max_repeat": 1.0 if max_repeat is None else max_repeat,
         "seed": args.seed,
+        "max_iter": args.max_iter,
     }
     res = optimize(fitted, **opt_kwargs)
-    doc: dict[str, Any] = res.to_json()
-    doc["law_file"] = str(args.law_file)
-    if args.bootstrap is not None:
-        doc["intervals"] = _intervals(args, fitted, res, opt_kwargs)
-    Path(args.output).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for w in res.warnings:
+        log.warning("law warning: %s", w)
+    if not res.success:
+        if not args.allow_unconverged:
+            # One line, no file: a user must not train on weights nobody certified.
+            sys.stderr.write(
+                f"mixsampler optimize: weights not written, the optimum is not certified "
+                f"({res.message}); rerun with a larger --max-iter (now {args.max_iter}), or "
+                "pass --allow-unconverged to write them marked success: false\n"
+            )
+            return 1
+        log.warning("writing unconverged weights (--allow-unconverged): %s", res.message)
+    iv = _intervals(args, fitted, res, opt_kwargs) if args.bootstrap is not None else None
+    wf = WeightsFile.from_result(res, law_file=str(args.law_file), intervals=iv)
+    write_weights(args.output, wf)
     width = max(len(d) for d in res.weights)
-    iv = doc.get("intervals")
     for d, w in res.weights.items():
         band = ""
         if iv:
@@ -170,13 +186,33 @@ def _intervals(
                 t,
                 args.law_file,
             )
-    pred = boot.prediction_interval()
+    ok = np.asarray(boot.converged, dtype=bool)
+    n_ok = int(ok.sum())
+    if n_ok < 2:
+        raise ValueError(
+            f"--bootstrap {args.bootstrap}: only {n_ok} replicates converged (fit and "
+            "optimize), too few for an interval; raise --max-iter, check the fit (mixsampler "
+            "fit), or give more --runs"
+        )
+    if n_ok < 0.9 * args.bootstrap:
+        log.warning(
+            "only %d of %d bootstrap replicates converged; the intervals use those alone and "
+            "may be too narrow (the failures are not random)",
+            n_ok,
+            args.bootstrap,
+        )
+    # Unconverged replicates (fit or optimum) are left out of the intervals.
+    q = (50 * (1 - args.confidence), 100 - 50 * (1 - args.confidence))
+    w_ok = np.asarray(boot.optimal_weights)[ok]
+    pred = {t: np.asarray(p)[ok][:, 0] for t, p in boot.predictions.items()}
     return {
         "confidence": args.confidence,
         "n_boot": args.bootstrap,
-        "n_converged": int(boot.converged.sum()),
-        "weights": {d: [lo, hi] for d, (lo, hi) in boot.weight_interval().items()},
-        "predicted_loss": {t: [float(lo[0]), float(hi[0])] for t, (lo, hi) in pred.items()},
+        "n_converged": n_ok,
+        "weights": {
+            d: [float(v) for v in np.percentile(w_ok[:, i], q)] for i, d in enumerate(boot.domains)
+        },
+        "predicted_loss": {t: [float(v) for v in np.percentile(p, q)] for t, p in pred.items()},
         "predicted_loss_at": "weights",
         "runs": [str(p) for p in args.runs],
     }
