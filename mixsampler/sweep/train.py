@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,7 +98,10 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
         return TrainResult(True, done["step"], None, True, run_dir, "already finished")
     with _run_lock(run_dir):
         ckpt = _check_resume(run_dir, config, digest)
-        trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+        with warnings.catch_warnings():
+            # A resume finds its own checkpoints there by design.
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* is not empty")
+            trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
         step = int(trainer.global_step)
         if trainer.interrupted or trainer.state.status.value != "finished":
             return TrainResult(False, step, ckpt, False, run_dir, "stopped before its end")
@@ -184,12 +188,15 @@ def _build_cli(config: Path, overrides: list[str]) -> Any:
             self.trainer_defaults["callbacks"] = [_checkpoint_callback(Path(root) / "checkpoints")]
 
     try:
-        return _TrainCLI(
-            args=["--config", str(config), *overrides],
-            run=False,
-            save_config_callback=None,
-            parser_kwargs={"exit_on_error": False},
-        )
+        with warnings.catch_warnings():
+            # The CLI's own argv (``mixsampler train CONFIG``) is not LightningCLI's to parse.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            return _TrainCLI(
+                args=["--config", str(config), *overrides],
+                run=False,
+                save_config_callback=None,
+                parser_kwargs={"exit_on_error": False},
+            )
     except ArgumentError as err:
         raise ValueError(f"{config}: {' '.join(str(err).split())}") from None
 
