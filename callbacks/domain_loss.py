@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import os
@@ -60,6 +59,19 @@ from callbacks._common import (
     check_weights,
     count_parameters,
     find_mixture_dataset,
+)
+from callbacks._runtable import (
+    MODEL_SIZE,
+    MODEL_SIZE_NON_EMBEDDING,
+    MODEL_SIZE_TOTAL,
+    N_TOKENS,
+    RUN,
+    STEP,
+    RunTableWriter,
+    loss_column,
+    realized_column,
+    run_steps,
+    weight_column,
 )
 
 __all__ = ["DomainLossLogger"]
@@ -150,7 +162,11 @@ class DomainLossLogger(Callback):
         self._restored: dict[str, dict[str, float]] = {"samples": {}, "tokens": {}}
         self._counting = "batches"
         self._n: int | None = None
-        self._columns: list[str] | None = None
+        self._n_total: int | None = None
+        self._n_non_embedding: int | None = None
+        self._writer: RunTableWriter | None = None
+        self._rows_written = 0
+        self._resumed = False
         self._warned_no_tokens = False
         self._trainer: pl.Trainer | None = None
 
@@ -184,14 +200,19 @@ class DomainLossLogger(Callback):
         self._trainer = trainer
         self._n = None
         if stage == "fit":
-            self._n = count_parameters(pl_module, self.model_size)
-            if self._n == 0:
-                # configure_model() builds the layers after setup; count again at fit start.
-                self._n = None
+            self._count_n(pl_module)
         known = self._val_domains and self._train_domains
         if self.path is not None and known and trainer.is_global_zero:
             # Fail before training, not at the first validation, on a file of another sweep.
-            self._ensure_header(self.path, self._row_columns())
+            self._table()
+
+    def _count_n(self, pl_module: pl.LightningModule) -> None:
+        self._n_total = count_parameters(pl_module, "total")
+        self._n_non_embedding = count_parameters(pl_module, "non_embedding")
+        self._n = count_parameters(pl_module, self.model_size)
+        if self._n_total == 0:
+            # configure_model() builds the layers after setup; count again at fit start.
+            self._n = self._n_total = self._n_non_embedding = None
 
     def _find_train_domains(self, trainer: pl.Trainer) -> list[str]:
         if self.weights is not None:
@@ -208,7 +229,7 @@ class DomainLossLogger(Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._n is None:
-            self._n = count_parameters(pl_module, self.model_size)
+            self._count_n(pl_module)
         if not self._train_domains:
             # A train loader passed to fit() directly is known only now.
             self._train_domains = self._find_train_domains(trainer)
@@ -217,6 +238,47 @@ class DomainLossLogger(Callback):
         self._consumed = torch.zeros(
             2, len(self._train_domains), dtype=torch.float64, device=pl_module.device
         )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Here, not at fit start: the loops (and so global_step) are restored only now.
+        if self.path is not None and trainer.is_global_zero:
+            self._reconcile_rows(trainer.global_step)
+
+    def _reconcile_rows(self, step: int) -> None:
+        """Drop this run's rows after ``step`` on resume; refuse to mix two runs' rows."""
+        assert self.path is not None and self.run is not None
+        if self._resumed:
+            # A resume from a checkpoint older than the last row: training repeats those steps,
+            # and two rows for one (run, step) would both enter the fit.
+            if self.path.exists() and self.path.stat().st_size > 0:
+                dropped = self._table_for_truncation().truncate_after(self.run, step)
+                if dropped:
+                    log.warning(
+                        "DomainLossLogger: resumed run %r at step %d: dropped its %d rows after"
+                        " that step from %s; they are written again as training repeats them",
+                        self.run,
+                        step,
+                        dropped,
+                        self.path,
+                    )
+            return
+        steps = run_steps(self.path, self.run)
+        if steps:
+            raise ValueError(
+                f"run table {str(self.path)!r} already holds {len(steps)} rows of run"
+                f" {self.run!r} (steps {steps[0]}..{steps[-1]}), and this run starts from"
+                " scratch; resume it with ckpt_path=..., give DomainLossLogger another run=, or"
+                " delete those rows"
+            )
+
+    def _table_for_truncation(self) -> RunTableWriter:
+        if self._writer is not None:
+            return self._writer
+        with open(self.path, newline="") as f:  # type: ignore[arg-type]
+            header = next(csv.reader(f), [])
+        # The file's own columns: the domains may be known only at the first validation.
+        return RunTableWriter(self.path, header)
 
     # ---------------------------------------------------------------- training: count D
 
@@ -381,7 +443,7 @@ class DomainLossLogger(Callback):
             consumed = self._sampler_counts(trainer)
         samples, tokens = self._with_restored(consumed)
         if trainer.is_global_zero:
-            self._write_row(self.path, trainer, losses, samples, tokens)
+            self._write_row(trainer, losses, samples, tokens)
 
     def _sampler_counts(self, trainer: pl.Trainer) -> list[list[float]]:
         ds = find_mixture_dataset(trainer)
@@ -411,43 +473,27 @@ class DomainLossLogger(Callback):
 
     def _row_columns(self) -> list[str]:
         return (
-            ["run", "step", "model_size", "n_tokens"]
-            + [f"weight_{d}" for d in self._train_domains]
-            + [f"{d}_loss" for d in self._val_domains]
-            + [f"realized_{d}" for d in self._train_domains]
+            [RUN, STEP, MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING, N_TOKENS]
+            + [weight_column(d) for d in self._train_domains]
+            + [loss_column(d) for d in self._val_domains]
+            + [realized_column(d) for d in self._train_domains]
         )
 
-    def _ensure_header(self, path: Path, columns: list[str]) -> list[str]:
-        """Write the header to a new file, or check an existing one; the file's column order."""
-        if self._columns is not None and set(self._columns) == set(columns):
-            return self._columns
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="") as f:
-                header = next(csv.reader(f), [])
-            if set(header) != set(columns):
-                missing = [c for c in columns if c not in header]
-                extra = [c for c in header if c not in columns]
-                raise ValueError(
-                    f"path {str(path)!r} has columns {header}, this run writes {columns}"
-                    f" (missing there: {missing}, not written by this run: {extra}); append to a"
-                    " file with the same domains or choose another path"
-                )
-            self._columns = header  # keep the file's order
-            return header
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _append(path, _csv_line(columns))
-        self._columns = columns
-        return columns
+    def _table(self) -> RunTableWriter:
+        """The writer of ``path`` (created with its header, or its header checked)."""
+        assert self.path is not None
+        columns = self._row_columns()
+        if self._writer is None or set(self._writer.columns) != set(columns):
+            self._writer = RunTableWriter(self.path, columns)
+        return self._writer
 
     def _write_row(
         self,
-        path: Path,
         trainer: pl.Trainer,
         losses: dict[str, float],
         samples: dict[str, float],
         tokens: dict[str, float],
     ) -> None:
-        columns = self._ensure_header(path, self._row_columns())
         weights = self._current_weights(trainer)
         if self._train_domains and weights is None:
             raise ValueError(
@@ -462,17 +508,20 @@ class DomainLossLogger(Callback):
         realized_base = samples if by_samples else tokens
         denom = sum(realized_base.values())
         row: dict[str, Any] = {
-            "run": self.run,
-            "step": trainer.global_step,
-            "model_size": self._n,
-            "n_tokens": int(round(total_tokens)),
+            RUN: self.run,
+            STEP: trainer.global_step,
+            MODEL_SIZE: self._n,
+            MODEL_SIZE_TOTAL: self._n_total,
+            MODEL_SIZE_NON_EMBEDDING: self._n_non_embedding,
+            N_TOKENS: int(round(total_tokens)),
         }
         for d in self._train_domains:
-            row[f"weight_{d}"] = weights[d] if weights else ""
-            row[f"realized_{d}"] = realized_base[d] / denom if denom > 0 else ""
+            row[weight_column(d)] = weights[d] if weights else ""
+            row[realized_column(d)] = realized_base[d] / denom if denom > 0 else ""
         for d, value in losses.items():
-            row[f"{d}_loss"] = "" if math.isnan(value) else value
-        _append(path, _csv_line([row.get(c, "") for c in columns]))
+            row[loss_column(d)] = "" if math.isnan(value) else value
+        self._table().append(row)
+        self._rows_written += 1
 
     def _current_weights(self, trainer: pl.Trainer) -> dict[str, float] | None:
         if self.weights is not None:
@@ -509,6 +558,7 @@ class DomainLossLogger(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.run = state_dict.get("run", self.run)
+        self._resumed = True
         self._restored = {
             "samples": {str(k): float(v) for k, v in state_dict.get("samples", {}).items()},
             "tokens": {str(k): float(v) for k, v in state_dict.get("tokens", {}).items()},
@@ -524,19 +574,3 @@ def _default_run_name(trainer: pl.Trainer) -> str:
         version = f"version_{version}" if isinstance(version, int) else str(version)
         return f"{logger.name}/{version}" if logger.name else version
     return Path(trainer.default_root_dir).resolve().name or "run"
-
-
-def _append(path: Path, line: str) -> None:
-    # One write of a whole line, then fsync: a SIGKILL can only lose the row being written.
-    with open(path, "a", newline="") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _csv_line(values: list[Any]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(
-        [repr(v) if isinstance(v, float) else v for v in values]
-    )
-    return buf.getvalue()

@@ -116,7 +116,7 @@ def test_appending_to_a_file_with_other_columns_fails_clearly(tmp_path: Path) ->
     path.write_text("run,step,model_size,n_tokens,weight_x,x_loss\n")
     cb = DomainLossLogger(path, domains=["a"], weights={"a": 1.0})
     trainer = pl.Trainer(max_steps=1, callbacks=[cb], **TRAINER_KW)
-    with pytest.raises(ValueError, match=r"runs.csv.*has columns.*missing there: \['weight_a'"):
+    with pytest.raises(ValueError, match=r"runs.csv.*weight_a"):
         trainer.fit(
             TinyLM(),
             DataLoader(_train_samples(4), batch_size=4),

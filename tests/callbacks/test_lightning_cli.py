@@ -88,6 +88,11 @@ def test_planned_configs_run_under_lightningcli(tmp_path: Path) -> None:
         {"class_path": "callbacks.MixtureWeights", "init_args": {"weights_file": str(weights_file)}}
     )
     main["trainer"]["default_root_dir"] = str(tmp_path / "main")
+    # The main run's rows go to a table of its own: appending to the proxy's under the proxy's
+    # run name is refused (it would add rows to that run).
+    for cb in main["trainer"]["callbacks"]:
+        if cb["class_path"].endswith("DomainLossLogger"):
+            cb["init_args"].update(path=str(tmp_path / "main" / "runs.csv"), run="main")
     (tmp_path / "main.yaml").write_text(yaml.safe_dump(main))
     run = LightningCLI(
         args=["fit", "--config", str(tmp_path / "main.yaml")], save_config_callback=None
