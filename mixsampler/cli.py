@@ -60,10 +60,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except _USER_ERRORS as err:
         # User errors: one readable line, no traceback. Bugs (other types) still trace.
-        print(f"mixsampler {args.command}: error: {err}", file=sys.stderr)
+        print(f"mixsampler {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mixsampler {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+# Errors that mean "the input was wrong", not "mixsampler has a bug". Verbs check their inputs
+# and raise ValueError naming the argument or file; the OSError kinds below are the ones a
+# user's path causes (a folder where a file belongs, a missing folder, no permission) when a
+# check at the source missed it. Other OSErrors (a full disk, an I/O error) still trace.
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    elif isinstance(err, KeyError) and len(err.args) == 1:
+        # str(KeyError("x")) is "'x'": say what it is, unless it already carries a sentence.
+        key = err.args[0]
+        text = key if isinstance(key, str) and " " in key else f"unknown name {key!r}"
+    else:
+        text = str(err)
+    return " ".join(text.split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
+import os
 import sys
+
+from laws.commands.args import check_table_domains, load_table, output_file
+from laws.schema import pred_column
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -20,25 +25,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _cmd_predict(args: argparse.Namespace) -> int:
     from laws.evaluate import predict_table
     from laws.io import load_laws
-    from laws.runtable import load_runs
 
+    out_path = output_file(args.output, "-o", stdout=True)
     fitted = load_laws(args.law_file)
-    table = load_runs(args.runs, where=args.where)
+    table = load_table(args.runs, args.where)
+    check_table_domains(fitted, table, args.law_file)
     preds = predict_table(fitted, table)
-    pred_cols = [f"pred_{t}_loss" for t in preds]
+    pred_cols = [pred_column(t) for t in preds]
     columns = list(table.columns) + [c for c in pred_cols if c not in table.columns]
-    out = sys.stdout if args.output == "-" else open(args.output, "w", newline="")  # noqa: SIM115
-    try:
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for i, row in enumerate(table.rows):
-            full = {c: row.get(c, "") for c in table.columns}
-            for t, col in zip(preds, pred_cols, strict=True):
-                full[col] = repr(float(preds[t][i]))
-            writer.writerow(full)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if args.output != "-":
-        print(f"wrote {len(table)} rows with {', '.join(pred_cols)} to {args.output}")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for i, row in enumerate(table.rows):
+        full = {c: row.get(c, "") for c in table.columns}
+        for t, col in zip(preds, pred_cols, strict=True):
+            full[col] = repr(float(preds[t][i]))
+        writer.writerow(full)
+    if out_path is None:
+        sys.stdout.write(buf.getvalue())
+        return 0
+    # Written whole and then renamed: a crash never leaves half a table behind.
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, out_path)
+    print(f"wrote {len(table)} rows with {', '.join(pred_cols)} to {args.output}")
     return 0

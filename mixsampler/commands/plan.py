@@ -38,10 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tokens",
         nargs="+",
-        type=float,
         required=True,
         metavar="D",
-        help="token budget(s) per run, e.g. 5e7 1e8",
+        help="token budget(s) per run, e.g. 5e7 1e8 or 50M 100M",
     )
     p.add_argument(
         "--model",
@@ -92,10 +91,35 @@ def _parse_models(specs: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _domains_from_config(path: str) -> list[str]:
+def _read_config(path: str) -> dict[str, Any]:
+    """The base LightningCLI YAML of ``--config``, parsed once, with one-line errors."""
     import yaml
 
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"--config {path!r} does not exist")
+    if p.is_dir():
+        raise ValueError(f"--config {path!r} is a folder; name a YAML file")
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--config {path!r} is not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"--config {path!r} is not valid YAML ({where}{problem})") from None
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ValueError(
+            f"--config {path!r} must hold a YAML mapping (trainer:, model:, data:), got a "
+            f"{type(cfg).__name__}"
+        )
+    return cfg
+
+
+def _domains_from_config(cfg: dict[str, Any], path: str) -> list[str]:
     data = cfg.get("data") or {}
     args = data.get("init_args", data) if isinstance(data, dict) else {}
     train = args.get("train") if isinstance(args, dict) else None
@@ -103,21 +127,55 @@ def _domains_from_config(path: str) -> list[str]:
         raise ValueError(
             f"--config {path!r} has no data.train mapping of domains; pass --domains a,b,c"
         )
-    return list(train)
+    return [str(d) for d in train]
+
+
+def _check_out(out: str) -> Path:
+    """The output folder: a folder (or nothing yet), and not holding an earlier plan.
+
+    Writing into an earlier plan's folder would leave its configs next to the new ones, and a
+    sweep over ``configs/*.yaml`` would run both.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"-o {out!r} is a file; plan writes a folder (plan.csv, configs/, runs/)")
+    old = [path / "plan.csv"] if (path / "plan.csv").exists() else []
+    old += sorted((path / "configs").glob("*.yaml")) if (path / "configs").is_dir() else []
+    if old:
+        raise ValueError(
+            f"-o {out!r} already holds a plan ({old[0]}, {len(old)} file(s)); choose another "
+            "folder or remove it first"
+        )
+    if not path.exists():
+        # mkdir(parents=True) creates the missing folders; a file in the way is an error.
+        up = next((u for u in path.absolute().parents if u.exists()), None)
+        if up is not None and not up.is_dir():
+            raise ValueError(f"-o {out!r}: {str(up)!r} is a file, not a folder")
+    return path
 
 
 def _run(args: argparse.Namespace) -> int:
+    from laws.commands.args import number
     from mixsampler.plan import make_plan
 
+    out = _check_out(args.out)
+    config = _read_config(args.config) if args.config else None
     if args.domains:
         domains = [d.strip() for d in args.domains.split(",") if d.strip()]
-    elif args.config:
-        domains = _domains_from_config(args.config)
+        dups = sorted({d for d in domains if domains.count(d) > 1})
+        if dups:
+            raise ValueError(f"--domains names {', '.join(dups)} more than once: {args.domains!r}")
+    elif config is not None:
+        domains = _domains_from_config(config, args.config)
     else:
         raise ValueError("give --domains a,b,c or a --config whose data.train names them")
+    tokens = [number(t, "--tokens") for t in args.tokens]
+    bad = [t for t, v in zip(args.tokens, tokens, strict=True) if not v > 0]
+    if bad:
+        raise ValueError(f"--tokens must be positive token budgets, got {', '.join(bad)}")
     plan = make_plan(
         domains,
-        token_budgets=args.tokens,
+        token_budgets=tokens,
         model_sizes=_parse_models(args.model),
         design=args.design,
         law=args.law,
@@ -128,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
     )
-    path = plan.write(args.out, base_config=args.config, tokens_per_step=args.tokens_per_step)
+    path = plan.write(out, base_config=config, tokens_per_step=args.tokens_per_step)
     sized = (
         f" ({plan.law} law: {plan.mixture_params} of its {plan.n_params} parameters need"
         " distinct mixtures)"

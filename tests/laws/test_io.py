@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from laws import FitSettings, fit, load_laws, save_laws
+from laws import FitSettings, FittedLaw, fit, load_laws, save_laws
 
 
 def test_round_trip_is_bit_identical(tmp_path: Path, helpers: Any, synth_table: Any) -> None:
@@ -60,5 +60,68 @@ def test_bad_law_files(tmp_path: Path) -> None:
             }
         )
     )
-    with pytest.raises(ValueError, match=r"law 'x': params of a chinchilla law .* missing"):
+    with pytest.raises(ValueError, match=r"field laws\.x: params of a chinchilla law .* missing"):
         load_laws(bad)
+
+
+def _law_doc(**over: Any) -> dict[str, Any]:
+    law = {
+        "law": "chinchilla",
+        "target": "x",
+        "domains": ["a"],
+        "parameters": {"E": 1.0, "A": 0.2, "alpha": 0.3, "B": 0.5, "beta": 0.3},
+    }
+    law.update(over)
+    return {"format": "mixsampler-laws", "version": 1, "laws": {"x": law}}
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        ({"use_n": "false"}, r"field laws\.x\.use_n: must be true or false, got 'false'"),
+        ({"n_scale": 0}, r"field laws\.x\.n_scale: must be a number > 0, got 0"),
+        ({"n_scale": "1e9"}, r"field laws\.x\.n_scale: must be a number, got '1e9'"),
+        ({"parameters": [1, 2]}, r"field laws\.x\.parameters: must be an object, not a list"),
+        ({"domains": "a"}, r"field laws\.x\.domains: must be a list of strings, not a string"),
+        ({"domains": ["a", "a"]}, r"field laws\.x\.domains: must not repeat names"),
+        ({"law": "nope"}, r"field laws\.x\.law: unknown law"),
+        (
+            {"parameters": {"E": 1.0, "A": -0.2, "alpha": 0.3, "B": 0.5, "beta": 0.3}},
+            r"field laws\.x\.parameters\.A: must be a number > 0, got -0\.2",
+        ),
+        (
+            {"parameters": {"E": "1", "A": 0.2, "alpha": 0.3, "B": 0.5, "beta": 0.3}},
+            r"field laws\.x\.parameters\.E: must be a number, got '1'",
+        ),
+        ({"fingerprint": 3}, r"field laws\.x\.fingerprint: must be a non-empty string, got 3"),
+        ({"fit": "x"}, r"field laws\.x\.fit: must be an object"),
+    ],
+)
+def test_law_fields_are_checked(tmp_path: Path, over: dict[str, Any], match: str) -> None:
+    p = tmp_path / "LAW.json"
+    p.write_text(json.dumps(_law_doc(**over)))
+    with pytest.raises(ValueError, match=r"LAW\.json, " + match):
+        load_laws(p)
+
+
+def test_nan_is_refused_on_read_and_write(tmp_path: Path) -> None:
+    p = tmp_path / "LAW.json"
+    p.write_text(json.dumps(_law_doc()).replace('"E": 1.0', '"E": NaN'))
+    with pytest.raises(ValueError, match=r"LAW\.json: not valid JSON.*NaN"):
+        load_laws(p)
+    law = load_laws(_write_doc(tmp_path / "ok.json", _law_doc()))["x"]
+    bad = FittedLaw(law.law, law.domains, law.target, {**law.params, "E": float("nan")})
+    with pytest.raises(ValueError, match=r"out\.json, field laws\.x\.parameters\.E: must be a fin"):
+        save_laws(tmp_path / "out.json", {"x": bad})
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_old_file_without_version_still_reads(tmp_path: Path) -> None:
+    doc = _law_doc()
+    del doc["version"]
+    assert load_laws(_write_doc(tmp_path / "old.json", doc))["x"].params["E"] == 1.0
+
+
+def _write_doc(p: Path, doc: dict[str, Any]) -> Path:
+    p.write_text(json.dumps(doc))
+    return p

@@ -50,24 +50,24 @@ def test_jsonl_and_several_files(tmp_path: Path) -> None:
     [
         ("1e8,1e9,0.5,0.5,3\n", "model_size,n_tokens,weight_a,weight_c,x_loss\n", None),
         (
-            "r,1e8,1e9,0.5,0.5,3,3\n",
+            "r,1e9,0.5,0.5,3,3\n",
             "run,n_tokens,weight_a,weight_b,x_loss,y_loss\n",
             r"runs\.csv: missing column\(s\) model_size",
         ),
         (
-            "r,1e8,1e9,0.5,0.5,3,3\n",
+            "r,1e8,1e9,3,3\n",
             "run,model_size,n_tokens,x_loss,y_loss\n",
             r"missing column\(s\) weight_<domain>",
         ),
         (
             "r,1e8,1e9,0.5,0.5,3,3\nr,1e8,1e9,-0.1,1.1,3,3\n",
             HEADER,
-            r"runs\.csv, row 3, column weight_a: weights must be finite and >= 0, got '-0.1'",
+            r"runs\.csv, row 3, column weight_a: must be a finite share in \[0, 1\], got '-0\.1'",
         ),
         (
             "r,1e8,1e9,0.5,0.4,3,3\n",
             HEADER,
-            r"runs\.csv, row 2, columns weight_\*: weights sum to 0\.9, off by -0\.1",
+            r"runs\.csv, row 2, column weight_\*: weights sum to 0\.9, off by -0\.1",
         ),
         ("r,1e8,1e9,0.5,0.5000001,3,3\n", HEADER, None),
         ("r,1e8,1e9,0.5,0.50001,3,3\n", HEADER, r"off by \+1e-05"),
@@ -77,8 +77,35 @@ def test_jsonl_and_several_files(tmp_path: Path) -> None:
             r"runs\.csv, row 2, column model_size: must be a finite positive number, got 'inf'",
         ),
         ("r,1e8,nan,0.5,0.5,3,3\n", HEADER, r"row 2, column n_tokens: empty value"),
-        ("r,1e8,abc,0.5,0.5,3,3\n", HEADER, r"row 2, column n_tokens: not a number: 'abc'"),
-        ("r,1e8,1e9,0.5,0.5,3,inf\n", HEADER, r"row 2, column y_loss: infinite loss"),
+        ("r,1e8,abc,0.5,0.5,3,3\n", HEADER, r"row 2, column n_tokens: not a number, got 'abc'"),
+        # Losses: negative or non-finite ones are refused; empty / nan is "missing".
+        ("r,1e8,1e9,0.5,0.5,3,inf\n", HEADER, r"row 2, column y_loss: a loss must be finite"),
+        ("r,1e8,1e9,0.5,0.5,-3,1\n", HEADER, r"row 2, column x_loss: .*>= 0, got '-3'"),
+        ("r,1e8,1e9,0.5,0.5,nan,\n", HEADER, None),
+        # A field inserted in the middle, extra trailing fields, a field dropped.
+        ("r,1e8,7,1e9,0.5,0.5,3,3\n", HEADER, r"row 2: 8 fields, but the header has 7 columns"),
+        ("r,1e8,1e9,0.5,0.5,3,3,,\n", HEADER, r"row 2: 9 fields, but the header has 7"),
+        ("r,1e8,1e9,0.5,0.5,3\n", HEADER, r"row 2: 6 fields, but the header has 7"),
+        # Duplicated or unnamed columns.
+        (
+            "r,1e8,1e9,0.5,0.5,3,3\n",
+            "run,model_size,n_tokens,weight_a,weight_b,x_loss,x_loss\n",
+            r"row 1: duplicated column names in the header, got \['x_loss'\]",
+        ),
+        (
+            "r,1e8,1e9,0.5,0.5,0.5,3\n",
+            "run,model_size,n_tokens,weight_a,weight_b,weight_a,x_loss\n",
+            r"duplicated column names in the header, got \['weight_a'\]",
+        ),
+        (
+            "r,1e8,1e9,0.5,0.5,3,\n",
+            "run,model_size,n_tokens,weight_a,weight_b,x_loss,\n",
+            "unnamed",
+        ),
+        # The other numeric columns follow their rules too.
+        ("r,-4,1e8,1e9,1,0,3\n", "run,step,model_size,n_tokens,weight_a,weight_b,x_loss\n", "step"),
+        ("", HEADER, r"runs\.csv: no rows, only a header"),
+        ("", "", r"runs\.csv: empty file"),
     ],
 )
 def test_bad_input_names_file_row_and_column(
@@ -98,8 +125,12 @@ def test_missing_file_and_mismatched_domains(tmp_path: Path) -> None:
     a = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3,3\n")
     b = tmp_path / "b.csv"
     b.write_text("model_size,n_tokens,weight_a,weight_z\n1e8,1e9,0.5,0.5\n")
-    with pytest.raises(ValueError, match=r"b\.csv: weight columns \['a', 'z'\] differ"):
+    with pytest.raises(ValueError, match=r"b\.csv: weight columns differ .*, got \['a', 'z'\]"):
         load_runs([a, b])
+    with pytest.raises(ValueError, match=r"runs\.csv: given twice"):
+        load_runs([a, tmp_path / "." / "runs.csv"])
+    with pytest.raises(ValueError, match=r"is a directory, expected a run table"):
+        load_runs(tmp_path)
 
 
 def test_where_filter(tmp_path: Path) -> None:
@@ -147,3 +178,49 @@ def test_drop_repeated_checkpoints(helpers: Any, tmp_path: Path) -> None:
     t = load_runs(helpers.write_csv(tmp_path / "d.csv", rows))
     kept, n = drop_repeated_checkpoints(t)
     assert n == 1 and len(kept) == len(rows) - 1 and 8.001e9 not in kept.n_tokens
+
+
+def test_n_column_picks_which_parameter_count_is_n(tmp_path: Path) -> None:
+    header = "model_size,model_size_total,n_tokens,weight_a,weight_b,x_loss\n"
+    p = _write(tmp_path, "1e8,1.5e8,1e9,0.5,0.5,3\n", header=header)
+    assert load_runs(p).model_size.tolist() == [1e8]
+    t = load_runs(p, n_column="model_size_total", where="model_size_total > 1.2e8")
+    assert t.model_size.tolist() == [1.5e8] and t.n_column == "model_size_total"
+    assert t.column("model_size").tolist() == [1e8]
+    with pytest.raises(ValueError, match=r"runs\.csv: missing column\(s\) model_size_non_emb"):
+        load_runs(p, n_column="model_size_non_embedding")
+
+
+@pytest.mark.parametrize(
+    ("expr", "match"),
+    [
+        ("10**10**10 > 1", r"--where: a constant part evaluates to a non-finite number"),
+        ("model_size < 10**400", r"constant part evaluates to a non-finite number"),
+        ("model_size < 1" + "0" * 400, r"integer constant is beyond the float range"),
+        ("model_size < 1e999", r"beyond the float range"),
+        ("not " * 5000 + "model_size > 1", r"characters long, more than 2000"),
+        ("not " * 100 + "model_size > 1", r"nested more than 32 deep"),
+        ("-" * 100 + "1 < model_size", r"nested more than 32 deep"),
+        (" + ".join(["1"] * 300) + " < model_size", r"nested more than 32 deep"),
+        (" and ".join(["x > 1"] * 150), r"more than 400 parts"),
+        ("'a' * 1000000000 == run", r"arithmetic needs numbers, not text"),
+        ("model_size + 1", r"must be a condition"),
+        ("log(model_size, 2) > 1", r"log takes 1 positional argument"),
+        ("startswith(run, run)", r"second argument must be a string"),
+        ("model_size < True", r"constant True is not allowed"),
+    ],
+)
+def test_where_is_bounded(tmp_path: Path, expr: str, match: str) -> None:
+    p = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3,3\n")
+    with pytest.raises(ValueError, match=match) as err:
+        load_runs(p, where=expr)
+    assert len(str(err.value)) < 400 and "\n" not in str(err.value)
+
+
+def test_where_computes_in_floats(tmp_path: Path) -> None:
+    p = _write(tmp_path, "r,1e8,1e9,0.5,0.5,3,3\nq,2e8,1e9,0.5,0.5,3,3\n")
+    # 2**1000 is an exact integer in Python, a finite float here; exp of a column may overflow
+    # to inf like any float computation, and compares as inf.
+    assert len(load_runs(p, where="model_size < 2**1000")) == 2
+    assert len(load_runs(p, where="exp(model_size) > 1e300")) == 2
+    assert len(load_runs(p, where="2 ** 0.5 * model_size > 2e8")) == 1

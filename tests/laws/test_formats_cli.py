@@ -1,0 +1,124 @@
+"""Every class of bad input through the command line: exit 2, one line naming it, no traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from laws import save_laws
+from mixsampler import cli
+
+
+@pytest.fixture
+def files(tmp_path: Path, helpers: Any) -> dict[str, Path]:
+    rows = helpers.synth_rows({"a": helpers.true_law("chinchilla")}, n_mix=3, sizes=(1e8, 3e8))
+    runs = helpers.write_csv(tmp_path / "runs.csv", rows)
+    law = save_laws(tmp_path / "LAW.json", {"a": helpers.true_law("chinchilla")})
+    return {"runs": runs, "law": law, "dir": tmp_path}
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    rc = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def _edit(path: Path, old: str, new: str, name: str) -> Path:
+    out = path.with_name(name)
+    out.write_text(path.read_text().replace(old, new, 1))
+    return out
+
+
+def test_bad_run_tables(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    runs, law, tmp = files["runs"], files["law"], files["dir"]
+    lines = runs.read_text().splitlines(keepends=True)
+    cells = lines[1].rstrip("\n").split(",")
+    neg = tmp / "neg.csv"
+    neg.write_text(lines[0] + ",".join([*cells[:-1], "-2.5"]) + "\n")
+    shifted = tmp / "shifted.csv"
+    shifted.write_text(lines[0] + ",".join([cells[0], "7", *cells[1:]]) + "\n")
+    dup = tmp / "dup.csv"
+    dup.write_text(lines[0].rstrip("\n") + ",a_loss\n" + lines[1].rstrip("\n") + ",3\n")
+    empty = tmp / "empty.csv"
+    empty.write_text("")
+    for verb in (
+        ["fit", "--law", "chinchilla", "--target", "a", "-o", tmp / "o.json"],
+        ["predict", law, "-o", tmp / "p.csv"],
+        ["evaluate", law],
+    ):
+        head, rest = ([verb[0]], verb[1:]) if verb[0] == "fit" else (verb[:2], verb[2:])
+        _fails([*head, neg, *rest], capsys, "neg.csv, row 2, column a_loss", "'-2.5'")
+        _fails([*head, shifted, *rest], capsys, "shifted.csv, row 2:", "fields")
+        _fails([*head, dup, *rest], capsys, "dup.csv, row 1: duplicated column", "a_loss")
+        _fails([*head, empty, *rest], capsys, "empty.csv: empty file")
+        _fails([*head, tmp, *rest], capsys, "is a directory")
+        _fails([*head, runs, "--where", "model_size > 1e12", *rest], capsys, "no rows left")
+        _fails([*head, runs, "--where", "10**10**10 > 1", *rest], capsys, "--where")
+        _fails([*head, runs, "--where", "not " * 5000 + "x", *rest], capsys, "--where")
+
+
+def test_bad_law_files(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    runs, law, tmp = files["runs"], files["law"], files["dir"]
+    cases = [
+        (_edit(law, '"use_n": true', '"use_n": "false"', "s.json"), "laws.a.use_n", "'false'"),
+        (_edit(law, '"n_scale": 1000000000.0', '"n_scale": 0', "z.json"), "n_scale", "> 0"),
+        (_edit(law, '"E": 1.8', '"E": NaN', "n.json"), "n.json: not valid JSON", "NaN"),
+        (_edit(law, '"domains": [', '"domains": "x", "d": [', "l.json"), "laws.a.domains", ""),
+        (_edit(law, '"laws": {', '"laws": [], "x": {', "o.json"), "field laws: must be an o", ""),
+    ]
+    for path, *needles in cases:
+        _fails(["predict", path, runs, "-o", tmp / "p.csv"], capsys, str(path.name), *needles)
+        _fails(
+            ["optimize", path, "--model-size", "1e9", "--tokens", "1e10", "-o", tmp / "w"],
+            capsys,
+            *needles,
+        )
+    _fails(["evaluate", tmp, runs], capsys, "is a directory")
+
+
+def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    law, tmp = files["law"], files["dir"]
+    base = ["optimize", law, "--model-size", "1e9", "--tokens", "1e10", "-o", tmp / "w.json"]
+    _fails([*base, "--objective", "a=1,a=5"], capsys, "--objective names 'a' twice")
+    _fails([*base, "--max-weight", "a=0.5", "--max-weight", "a=0.7"], capsys, "'a' twice")
+    _fails([*base, "--objective", "zz=1"], capsys, "zz")
+    _fails([*base, "--min-weight", "q=0.1"], capsys, "q")
+    _fails([*base, "--tokens", "1e999"], capsys, "--tokens must be finite")
+    _fails(["predict", law, files["runs"], "-o", tmp], capsys, "-o", "is a folder")
+    _fails(["predict", law, files["runs"], "-o", tmp / "no" / "p.csv"], capsys, "does not exist")
+    _fails(["evaluate", law, files["runs"], "--plot", tmp / "no" / "x.png"], capsys, "--plot")
+
+
+def test_predict_refuses_domains_the_law_does_not_know(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], helpers: Any, tmp_path: Path
+) -> None:
+    law = helpers.true_law("chinchilla")
+    law2 = type(law)("chinchilla", ("a", "b"), "a", dict(law.params))
+    path = save_laws(tmp_path / "ab.json", {"a": law2})
+    _fails(
+        ["predict", path, files["runs"], "-o", tmp_path / "p.csv"],
+        capsys,
+        "runs.csv, row 2, column weight_c",
+        "ab.json",
+    )
+
+
+def test_evaluate_report_is_strict_json_and_unscored_targets_are_said(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], helpers: Any, tmp_path: Path
+) -> None:
+    laws_ = {"a": helpers.true_law("chinchilla"), "zz": helpers.true_law("chinchilla", "zz")}
+    path = save_laws(tmp_path / "two.json", laws_)
+    out = tmp_path / "rep.json"
+    assert cli.main(["evaluate", str(path), str(files["runs"]), "-o", str(out)]) == 0
+    rep = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert rep["zz"]["mre"] is None and rep["zz"]["n"] == 0 and rep["a"]["mre"] < 1
+    only = save_laws(tmp_path / "zz.json", {"zz": laws_["zz"]})
+    capsys.readouterr()
+    _fails(["evaluate", only, files["runs"]], capsys, "no observed loss for any target")
