@@ -97,7 +97,7 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
             )
         return TrainResult(True, done["step"], None, True, run_dir, "already finished")
     with _run_lock(run_dir):
-        ckpt = _check_resume(run_dir, config, digest)
+        ckpt = _check_resume(run_dir, config, digest, trainer)
         with warnings.catch_warnings():
             # A resume finds its own checkpoints there by design.
             warnings.filterwarnings("ignore", message="Checkpoint directory .* is not empty")
@@ -124,16 +124,18 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
     return TrainResult(True, step, ckpt, False, run_dir, f"finished at step {step}{resumed}")
 
 
-def _check_resume(run_dir: Path, config: Path, digest: str) -> Path | None:
+def _check_resume(run_dir: Path, config: Path, digest: str, trainer: Any) -> Path | None:
     """The checkpoint to resume from, after checking it was made under this very config."""
-    ckpt = last_checkpoint(run_dir)
-    started = run_dir / TRAIN_NAME
-    if ckpt is None:
-        write_json_atomic(started, {"config": str(config), "config_sha256": digest})
-        return None
     import json
 
+    ckpt = last_checkpoint(run_dir)
+    started = run_dir / TRAIN_NAME
     before = json.loads(started.read_text()) if started.is_file() else {}
+    if ckpt is None:
+        if before.get("config_sha256") == digest:
+            _drop_rows_of_dead_attempt(trainer)
+        write_json_atomic(started, {"config": str(config), "config_sha256": digest})
+        return None
     if before.get("config_sha256") != digest:
         raise ValueError(
             f"{ckpt} was written under another config than {config} (digest in {started}:"
@@ -143,6 +145,36 @@ def _check_resume(run_dir: Path, config: Path, digest: str) -> Path | None:
         )
     log.info("resuming %s from %s", run_dir.name, ckpt)
     return ckpt
+
+
+def _drop_rows_of_dead_attempt(trainer: Any) -> None:
+    """Drop the rows of an attempt of this very config that died before its first checkpoint.
+
+    A kill between a validation's row and the checkpoint after it leaves rows that no
+    checkpoint covers; this start from scratch measures them again. (Rows of another config
+    are not touched: DomainLossLogger refuses to mix them, and the user decides.)
+    """
+    import csv
+
+    from callbacks import DomainLossLogger
+    from laws.runtable_writer import RunTableWriter
+
+    for cb in trainer.callbacks:
+        if not isinstance(cb, DomainLossLogger) or cb.path is None or cb.run is None:
+            continue
+        if not trainer.is_global_zero or not cb.path.is_file() or cb.path.stat().st_size == 0:
+            continue
+        with open(cb.path, newline="") as f:
+            header = next(csv.reader(f), [])
+        dropped = RunTableWriter(cb.path, header).truncate_after(cb.run, -1)
+        if dropped:
+            log.warning(
+                "%s: dropped %d rows of run %r from an attempt that died before its first"
+                " checkpoint; this attempt writes them again",
+                cb.path,
+                dropped,
+                cb.run,
+            )
 
 
 @contextmanager

@@ -113,6 +113,15 @@ def test_train_runs_a_planned_config_checkpoints_and_marks_done(
     assert done["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")
     assert [s for _, s in _rows(table)] == [2, 4]
 
+    # Killed after a row but before any checkpoint: this config's rows are measured again.
+    import shutil
+
+    (run_dir / "DONE.json").unlink()
+    shutil.rmtree(run_dir / "checkpoints")
+    assert mixsampler_cli.main(["train", str(one_run)]) == 0
+    assert json.loads((run_dir / "DONE.json").read_text())["resumed_from"] is None
+    assert [s for _, s in _rows(table)] == [2, 4]
+
 
 def test_train_refuses_a_changed_config(one_run: Path, capsys: pytest.CaptureFixture) -> None:
     assert mixsampler_cli.main(["train", str(one_run)]) == 0
