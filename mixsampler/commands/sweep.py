@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gpus-per-run", type=int, default=1, help="local: GPUs per run (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="only list each run's state (done, partial, new, stale) and train nothing",
+    )
     s = p.add_argument_group("slurm (with --launcher slurm; each task is one run)")
     s.add_argument("--partition", help="SLURM partition")
     s.add_argument("--time", type=int, metavar="MIN", help="time limit per run in minutes")
@@ -87,9 +92,24 @@ def _slurm_options(args: argparse.Namespace):
     )
 
 
+def _print_status(plan_dir: str) -> int:
+    from collections import Counter
+
+    from mixsampler.sweep.runs import read_plan_dir, run_status
+
+    states = [(r, run_status(r)) for r in read_plan_dir(plan_dir)]
+    for r, state in states:
+        print(f"{state.value:<8} {r.name}  {r.run_dir}")
+    counts = Counter(state.value for _, state in states)
+    print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from mixsampler.sweep.runner import run_sweep
 
+    if args.status:
+        return _print_status(args.plan_dir)
     slurm_flags = [
         f"--{name}"
         for name in ("partition", "time", "gpus", "cpus", "mem", "account")

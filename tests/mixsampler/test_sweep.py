@@ -78,6 +78,8 @@ def test_sweep_survives_sigkill(tmp_path: Path, extra: list[str]) -> None:
     finished = {r.name: r.done_path.stat().st_mtime_ns for r in runs if r.done_path.exists()}
     half = [r.name for r in runs if r.name not in finished and r.run_dir.joinpath(CKPT).exists()]
     assert finished and half, (finished, half)
+    listed = subprocess.run(_sweep_cmd(plan, "--status"), capture_output=True, text=True).stdout
+    assert f"{len(finished)} done" in listed and f"{len(half)} partial" in listed, listed
 
     again = subprocess.run(
         _sweep_cmd(plan, *extra), capture_output=True, text=True, env=_env(), timeout=300
@@ -100,7 +102,11 @@ def test_sweep_survives_sigkill(tmp_path: Path, extra: list[str]) -> None:
             steps = [int(row["step"]) for row in csv.DictReader(f)]
         assert steps == [2, 4, 6, 8], (r.name, steps)  # every validation once, none twice
 
-    # A third sweep has nothing to do.
+    # A third sweep has nothing to do, and --status says so without training.
+    status = subprocess.run(
+        _sweep_cmd(plan, "--status"), capture_output=True, text=True, env=_env()
+    )
+    assert status.stdout.splitlines()[-1] == "6 done", status.stdout
     third = subprocess.run(_sweep_cmd(plan, *extra), capture_output=True, text=True, env=_env())
     assert third.returncode == 0 and "6 runs: 6 already finished, 0 trained" in third.stdout
 
