@@ -21,8 +21,6 @@ from mixsampler import cli as mixsampler_cli  # noqa: E402
 from mixsampler.sweep.runner import _check_tables  # noqa: E402
 from mixsampler.sweep.runs import SweepRun, read_plan_dir  # noqa: E402
 
-pytest.importorskip("submitit")
-
 MAX_STEPS = 8  # validations (and checkpoints) at steps 2, 4, 6, 8
 CKPT = "checkpoints/last.ckpt"
 HEADER = "=== mixsampler sweep:"
