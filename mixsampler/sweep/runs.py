@@ -186,9 +186,14 @@ def read_plan_dir(plan_dir: str | os.PathLike[str]) -> list[SweepRun]:
         if not name or name in seen:
             raise ValueError(f"{table}, line {i}: run name {name!r} is empty or repeated")
         seen.add(name)
-        config = _resolve(row["config"], root)
+        config = Path(row["config"])
         if not config.is_file():
-            raise FileNotFoundError(f"{table}, line {i}: config {row['config']!r} does not exist")
+            # plan.csv and the configs hold paths as plan was given them: relative ones resolve
+            # from where plan ran, and so must the sweep, or runs would land elsewhere.
+            raise FileNotFoundError(
+                f"{table}, line {i}: config {row['config']!r} does not exist (relative paths"
+                " are relative to where mixsampler plan ran; run the sweep from there)"
+            )
         cfg = yaml.safe_load(config.read_text()) or {}
         trainer = cfg.get("trainer") if isinstance(cfg, dict) else None
         root_dir = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
@@ -202,15 +207,6 @@ def read_plan_dir(plan_dir: str | os.PathLike[str]) -> list[SweepRun]:
     if len(set(dirs)) != len(dirs):
         raise ValueError(f"{table}: two runs share a trainer.default_root_dir")
     return runs
-
-
-def _resolve(path: str, root: Path) -> Path:
-    # plan.csv holds the config paths as plan wrote them: relative to where plan ran, which is
-    # usually where the sweep runs too; fall back to the plan folder's configs/.
-    p = Path(path)
-    if p.is_file() or p.is_absolute():
-        return p
-    return root / "configs" / p.name
 
 
 def _table_path(trainer: dict[str, Any]) -> Path | None:
