@@ -1,36 +1,40 @@
 """Per-domain validation loss, logged and appended to a run table at every validation.
 
-The ``validation_step`` contract (what the LightningModule returns) is minimal::
+The model stays as it is. ``validation_step`` returns its loss, in either form:
 
-    def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        token_loss = ...                        # (B, T) per-token cross-entropy
-        mask = ...                              # (B, T) 1 where a token is scored
-        return {
-            "loss_sum": (token_loss * mask).sum(1),   # Tensor[B]: summed loss of each sample
-            "n_tokens": mask.sum(1),                  # Tensor[B]: tokens scored per sample
-            "domain": batch["__domain__"],            # list[str] of length B (optional)
-        }
+- a scalar (the common way: ``return F.cross_entropy(logits, target)``), the batch's mean loss
+  per token. With one validation loader per domain (``MixtureDataModule(val=...)``), each batch
+  mean is weighted by the batch's tokens (from the samples' ``ntok``, or by its samples when the
+  length is unknown): exact when every sample scores the same number of tokens (fixed-length
+  sequences, as ``mixsampler shards --chunk-tokens`` cuts them).
+- the dict form, needed for variable-length samples (padding), a loss over other tokens than
+  ``ntok`` counts, or batches that mix domains::
 
-``"domain"`` may be left out when the batch itself carries ``"__domain__"`` (MixtureDataset and
-MixtureDataModule batches do) or when the validation loaders are a dict keyed by domain name (then
-``dataloader_idx`` names the domain, and the tensors may have any shape: they are summed).
+      return {"loss_sum": (token_loss * mask).sum(1),   # Tensor[B]: summed loss per sample
+              "n_tokens": mask.sum(1),                  # Tensor[B]: tokens scored per sample
+              "domain": [...]}                          # optional: list[str] of length B
 
-The loss of a domain is ``sum(loss_sum) / sum(n_tokens)`` over its whole validation set: the
-token-weighted mean that a separate evaluation of that domain would give, not a mean of batch
-means. Sums and counts accumulate on the module's device in fixed-size tensors (one slot per
-domain, known at setup) and are all-reduced **once** per validation epoch: a rank that has no
-batch of some domain takes part in the same single collective, so nothing can hang.
+The loss of a domain is the token-weighted mean over its whole validation set, what a separate
+evaluation of that domain gives, not a mean of batch means. Sums and counts accumulate on the
+module's device in fixed-size tensors (one slot per domain) and are all-reduced **once** per
+validation epoch, so a rank without a batch of some domain cannot hang the others.
 
-Each validation of a fit appends one row to ``path`` (CSV, the run-table format ``laws`` reads):
-``run, step, model_size, n_tokens, weight_<d>..., <d>_loss..., realized_<d>...``, written by rank
-zero, flushed and fsynced before training goes on, so a run killed at any moment keeps every row
-it finished.
+Each validation of a fit appends one row to ``path`` (the run table ``laws`` reads, through
+``RunTableWriter``): run, step, model_size (per ``model_size``), model_size_total,
+model_size_non_embedding, n_tokens, weight_<d>, <d>_loss, realized_<d>; by rank zero, flushed and
+fsynced. On resume from a checkpoint older than the last row, the run's rows after the
+checkpoint's step are dropped (training measures them again). A validation is added at the last
+step when ``max_steps`` is not a multiple of ``val_check_interval``.
 
-D (``n_tokens``) counts the tokens of the training batches that reached ``training_step``
-(``on_train_batch_end``), from each batch's ``"__domain__"`` and ``"__ntok__"`` (MixtureDataModule
-adds both), summed over ranks. The sampler's own counters are not used: DataLoader workers and
-Lightning's one-batch lookahead draw samples before the model sees them, so those counters run
-ahead of training by ``num_workers x prefetch_factor + 1`` batches at any moment.
+D (``n_tokens``) counts the tokens of the training batches that reached ``training_step``, summed
+over ranks, from each batch's domains and token counts, which MixtureDataModule's loaders carry
+beside the batch (the batch itself may be a tuple: nothing is added to it). The sampler's own
+counters run ahead of training (workers and Lightning's lookahead prefetch), and are used only,
+with a warning, when batches come from elsewhere.
+
+Silent failures are errors: no validation data, a model without ``validation_step``, an endless
+training loader without ``val_check_interval`` (zero rows), a fresh run under a name the table
+already holds.
 
 Example:
     >>> trainer = Trainer(callbacks=[DomainLossLogger("runs.csv", run="s-m03")])  # doctest: +SKIP
@@ -52,8 +56,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
+from callbacks._batches import train_meta, val_meta, val_parts
 from callbacks._common import (
     check_model_size,
     check_weights,
@@ -78,11 +84,6 @@ __all__ = ["DomainLossLogger"]
 
 log = logging.getLogger(__name__)
 
-_CONTRACT = (
-    "validation_step must return a dict with 'loss_sum' (Tensor[B], summed token losses per "
-    "sample) and 'n_tokens' (Tensor[B]); see callbacks.domain_loss"
-)
-
 
 class DomainLossLogger(Callback):
     """Log the validation loss of every domain and append run-table rows for the law fit.
@@ -103,6 +104,8 @@ class DomainLossLogger(Callback):
             (fixed-length sequences), used to count D.
         prefix: metric names are ``<prefix>/<domain>`` and ``<prefix>/mean``.
         log_mean: also log the mean over domains (equal weight per domain).
+        validate_at_end: validate once more at the last step when ``max_steps`` does not fall
+            on ``val_check_interval``, so the run's final D has a row.
 
     Example:
         >>> cb = DomainLossLogger("runs.csv", model_size="total")
@@ -121,6 +124,7 @@ class DomainLossLogger(Callback):
         tokens_per_sample: int | None = None,
         prefix: str = "val/loss",
         log_mean: bool = True,
+        validate_at_end: bool = True,
     ) -> None:
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path must be a file path or None, got {path!r}")
@@ -149,6 +153,7 @@ class DomainLossLogger(Callback):
         self.tokens_per_sample = tokens_per_sample
         self.prefix = prefix
         self.log_mean = bool(log_mean)
+        self.validate_at_end = bool(validate_at_end)
 
         self._val_domains: list[str] = []
         self._val_slot: dict[str, int] = {}
@@ -168,7 +173,15 @@ class DomainLossLogger(Callback):
         self._rows_written = 0
         self._resumed = False
         self._warned_no_tokens = False
+        self._warned: set[str] = set()
         self._trainer: pl.Trainer | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        # Two loggers in one Trainer log under two prefixes, and keep separate states. Not the
+        # path: a resume writing to another table must still find its D.
+        return self._generate_state_key(prefix=self.prefix)
 
     # ---------------------------------------------------------------- setup
 
@@ -197,6 +210,7 @@ class DomainLossLogger(Callback):
             )
         if self.run is None:
             self.run = _default_run_name(trainer)
+        self._check_siblings(trainer)
         self._trainer = trainer
         self._n = None
         if stage == "fit":
@@ -205,6 +219,15 @@ class DomainLossLogger(Callback):
         if self.path is not None and known and trainer.is_global_zero:
             # Fail before training, not at the first validation, on a file of another sweep.
             self._table()
+
+    def _check_siblings(self, trainer: pl.Trainer) -> None:
+        for cb in trainer.callbacks:
+            if cb is not self and isinstance(cb, DomainLossLogger) and cb.path is not None:
+                if cb.path.resolve() == (self.path.resolve() if self.path else None):
+                    raise ValueError(
+                        f"two DomainLossLoggers write {str(self.path)!r}: each would add its own"
+                        " row for every (run, step); give each its own path="
+                    )
 
     def _count_n(self, pl_module: pl.LightningModule) -> None:
         self._n_total = count_parameters(pl_module, "total")
@@ -241,9 +264,38 @@ class DomainLossLogger(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.path is not None:
+            self._check_validation_runs(trainer, pl_module)
         # Here, not at fit start: the loops (and so global_step) are restored only now.
         if self.path is not None and trainer.is_global_zero:
             self._reconcile_rows(trainer.global_step)
+
+    def _check_validation_runs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Refuse the set-ups that would write no row at all, silently."""
+        way_out = "; DomainLossLogger writes one row per validation, so this run would write none"
+        if not is_overridden("validation_step", pl_module):
+            raise ValueError(
+                f"{type(pl_module).__name__} has no validation_step{way_out}. Add one returning"
+                " the loss (a scalar, or {'loss_sum', 'n_tokens'}; see callbacks.domain_loss)"
+            )
+        source = trainer.fit_loop.epoch_loop.val_loop._data_source
+        dm = trainer.datamodule
+        no_data = not source.is_defined() or (
+            source.instance is dm and hasattr(dm, "val_domains") and not dm.val_domains
+        )
+        if no_data or trainer.limit_val_batches == 0:
+            raise ValueError(
+                f"no validation data{way_out}. Give MixtureDataModule(val={{domain: data}}) or"
+                " validation loaders, and limit_val_batches > 0"
+            )
+        if trainer.val_check_batch == float("inf") and not isinstance(
+            trainer.limit_train_batches, int
+        ):
+            raise ValueError(
+                "the training loader is endless (a mixture never runs out) and val_check_interval"
+                f" is not a number of steps, so Lightning never validates{way_out}. Set"
+                " Trainer(val_check_interval=N) (steps between rows)"
+            )
 
     def _reconcile_rows(self, step: int) -> None:
         """Drop this run's rows after ``step`` on resume; refuse to mix two runs' rows."""
@@ -291,20 +343,22 @@ class DomainLossLogger(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        self._validate_at_the_end(trainer)
         if self._consumed is None or not self._train_domains:
             return
-        domains = batch.get("__domain__") if isinstance(batch, Mapping) else None
-        if domains is None:
+        meta = train_meta(trainer, batch)
+        if meta is None:
             if self._counting == "batches":
                 self._counting = "sampler"
                 rank_zero_warn(
-                    "DomainLossLogger: training batches carry no '__domain__'; D and the realized"
-                    " shares fall back to the sampler's counters, which include samples that"
-                    " workers prefetched but training has not consumed yet."
+                    "DomainLossLogger: the training batches' domains are unknown (batches from"
+                    " neither MixtureDataModule nor dicts with '__domain__'); D and the realized"
+                    " shares fall back to the sampler's counters, which run ahead of training by"
+                    " the prefetched batches. Train with mixsampler.MixtureDataModule for exact"
+                    " counts."
                 )
             return
-        if isinstance(domains, str):
-            domains = [domains]
+        domains, ntok = meta
         try:
             idx = [self._train_slot[d] for d in domains]
         except KeyError as err:
@@ -316,25 +370,32 @@ class DomainLossLogger(Callback):
         index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
         ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
         self._consumed[0].index_add_(0, index, ones)
-        ntok = batch.get("__ntok__")
         if ntok is not None:
-            ntok = torch.as_tensor(ntok).detach().to(dev, torch.float64).reshape(-1)
-            if ntok.numel() != len(idx):
-                raise ValueError(
-                    f"batch['__ntok__'] has {ntok.numel()} entries for {len(idx)} samples"
-                )
-            self._consumed[1].index_add_(0, index, ntok)
+            tokens = torch.tensor(ntok, dtype=torch.float64).to(dev, non_blocking=True)
         elif self.tokens_per_sample is not None:
-            self._consumed[1].index_add_(0, index, ones * self.tokens_per_sample)
-        elif not self._warned_no_tokens:
-            self._warned_no_tokens = True
-            rank_zero_warn(
-                "DomainLossLogger: training batches carry no '__ntok__' and tokens_per_sample is"
-                " not set, so n_tokens counts samples, not tokens."
-            )
-            self._consumed[1].index_add_(0, index, ones)
+            tokens = ones * self.tokens_per_sample
         else:
-            self._consumed[1].index_add_(0, index, ones)
+            if not self._warned_no_tokens:
+                self._warned_no_tokens = True
+                rank_zero_warn(
+                    "DomainLossLogger: the training samples carry no token count ('ntok' field"
+                    " or MixtureDataModule(length_fn=...)) and tokens_per_sample is not set, so"
+                    " n_tokens counts samples, not tokens."
+                )
+            tokens = ones
+        self._consumed[1].index_add_(0, index, tokens)
+
+    def _validate_at_the_end(self, trainer: pl.Trainer) -> None:
+        # Lightning validates at the last step only when it falls on val_check_interval (a run
+        # of 97 steps at interval 20 would end with no row after step 80). Asking the loop to
+        # stop at the step it ends anyway makes it validate once more there.
+        if (
+            self.validate_at_end
+            and trainer.max_steps > 0
+            and trainer.global_step >= trainer.max_steps
+            and not trainer.should_stop
+        ):
+            trainer.should_stop = True
 
     # ---------------------------------------------------------------- validation: sum losses
 
@@ -364,44 +425,34 @@ class DomainLossLogger(Callback):
     ) -> None:
         if self._sums is None or self._counts is None:
             return
-        if (
-            not isinstance(outputs, Mapping)
-            or "loss_sum" not in outputs
-            or ("n_tokens" not in outputs)
-        ):
-            got = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
-            raise ValueError(f"{_CONTRACT}; got {got}")
-        loss_sum = torch.as_tensor(outputs["loss_sum"]).detach()
-        n_tok = torch.as_tensor(outputs["n_tokens"]).detach()
-        domains = outputs.get("domain")
-        if domains is None and isinstance(batch, Mapping):
-            domains = batch.get("__domain__")
-        if domains is None or isinstance(domains, str):
-            name = domains if isinstance(domains, str) else self._loader_domain(dataloader_idx)
+        meta = val_meta(trainer, batch, batch_idx, dataloader_idx)
+        domains, ntok = meta if meta is not None else (None, None)
+        loader_domain = (
+            self._loader_domains[dataloader_idx]
+            if self._loader_domains and dataloader_idx < len(self._loader_domains)
+            else None
+        )
+        name, loss_sum, n_tok = val_parts(outputs, domains, ntok, loader_domain, self._warned)
+        if name is None:
+            raise ValueError(
+                "cannot tell the domain of a validation batch: use MixtureDataModule(val=...),"
+                " a dict of validation loaders keyed by domain, or return 'domain' from"
+                " validation_step"
+            )
+        if isinstance(name, str):
             slot = self._slot(name)
             self._sums[slot] += loss_sum.to(self._sums.device, torch.float64).sum()
             self._counts[slot] += n_tok.to(self._counts.device, torch.float64).sum()
             return
-        loss_sum = loss_sum.reshape(-1)
-        n_tok = n_tok.reshape(-1)
-        if not (len(domains) == loss_sum.numel() == n_tok.numel()):
+        if not (len(name) == loss_sum.numel() == n_tok.numel()):
             raise ValueError(
                 f"validation_step returned {loss_sum.numel()} loss_sum, {n_tok.numel()} n_tokens"
-                f" and {len(domains)} domains; they must have one entry per sample"
+                f" and {len(name)} domains; they must have one entry per sample"
             )
-        index = torch.tensor([self._slot(d) for d in domains], dtype=torch.long)
+        index = torch.tensor([self._slot(d) for d in name], dtype=torch.long)
         index = index.to(self._sums.device, non_blocking=True)
         self._sums.index_add_(0, index, loss_sum.to(self._sums.device, torch.float64))
         self._counts.index_add_(0, index, n_tok.to(self._counts.device, torch.float64))
-
-    def _loader_domain(self, dataloader_idx: int) -> str:
-        if not self._loader_domains:
-            raise ValueError(
-                "cannot tell the domain of a validation batch: return 'domain' from"
-                " validation_step, give batches a '__domain__', or use a dict of validation"
-                " loaders keyed by domain"
-            )
-        return self._loader_domains[dataloader_idx]
 
     def _slot(self, domain: str) -> int:
         slot = self._val_slot.get(domain)

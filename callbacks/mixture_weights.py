@@ -8,8 +8,16 @@ processes started later (fork or spawn) and ones already running both see it. Un
 each rank sets the same weights: a law is solved on rank zero and the result broadcast.
 
 The weights are saved in the callback's state; on resume they are set again before the loader
-is rebuilt, so a restarted run keeps its mixture (and schedule position). They are logged as
-``mix/weight/<domain>`` and written to ``mixture_weights.json`` in the trainer's log folder.
+is rebuilt, so a restarted run keeps its mixture (and schedule position). A resume whose
+arguments give other weights (another WEIGHTS.json, a re-solved law) is an error by default;
+``on_resume="checkpoint"`` keeps the checkpoint's, ``on_resume="new"`` trains on the new ones
+from the restored step on. They are printed on the console, logged as ``mix/weight/<domain>``
+and written to ``mixture_weights.json`` in the trainer's log folder (``default_root_dir`` with
+``logger=False``), whose ``source`` always names where the weights in it came from.
+
+Unconverged weights are refused: a WEIGHTS.json with ``success: false`` (read by
+``laws.weightsfile.read_weights``) or a law whose optimum did not converge, unless
+``allow_unconverged=True``.
 
 A schedule ``[{"step": s, "weights": {...}}, ...]`` changes the mixture during training: the
 batches of optimizer step ``s`` onward are drawn with the new weights. With ``num_workers=0``
@@ -25,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -36,7 +45,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from callbacks._common import (
@@ -49,6 +58,18 @@ from callbacks._common import (
 __all__ = ["MixtureWeights"]
 
 log = logging.getLogger(__name__)
+
+
+class OnResume(str, enum.Enum):
+    """What a resume does when this run's arguments give other weights than the checkpoint's."""
+
+    ERROR = "error"  # refuse: a silent choice either way trains on a mixture nobody asked for
+    CHECKPOINT = "checkpoint"  # keep training on the checkpoint's mixture
+    NEW = "new"  # train on the new weights from the restored step on
+
+
+# Two weights that differ by less are the same mixture (a law re-solved on resume).
+_SAME = 1e-6
 
 
 class MixtureWeights(Callback):
@@ -73,6 +94,10 @@ class MixtureWeights(Callback):
         filename: name of the JSON written in the trainer's log folder (None: none).
         optimize_kwargs: further arguments of ``laws.optimize`` (``max_weight``,
             ``available``, ``max_repeat``, ``seed``, ``n_starts``, ``max_iter``, ...).
+        allow_unconverged: accept weights whose optimum did not converge (``success: false``
+            in WEIGHTS.json, or the law's optimum); refused by default.
+        on_resume: ``"error"`` (default), ``"checkpoint"`` or ``"new"``: what a resume does
+            when these arguments give other weights than the checkpoint was trained on.
 
     Example:
         >>> cb = MixtureWeights(weights_file="WEIGHTS.json")  # doctest: +SKIP
@@ -93,6 +118,8 @@ class MixtureWeights(Callback):
         schedule: Sequence[Mapping[str, Any] | tuple[int, Mapping[str, float]]] | None = None,
         filename: str | None = "mixture_weights.json",
         optimize_kwargs: Mapping[str, Any] | None = None,
+        allow_unconverged: bool = False,
+        on_resume: str = "error",
     ) -> None:
         given = [
             n
@@ -111,6 +138,12 @@ class MixtureWeights(Callback):
                 "give weights, weights_file or law_file, or a schedule whose first step is 0;"
                 " got none"
             )
+        try:
+            self.on_resume = OnResume(on_resume)
+        except ValueError:
+            options = ", ".join(m.value for m in OnResume)
+            raise ValueError(f"on_resume can be {options}, got {on_resume!r}") from None
+        self.allow_unconverged = bool(allow_unconverged)
         self.law_file = Path(law_file) if law_file is not None else None
         self.weights_file = Path(weights_file) if weights_file is not None else None
         self.objective = dict(objective) if objective is not None else None
@@ -147,7 +180,7 @@ class MixtureWeights(Callback):
             if not self.law_file.is_file():
                 raise FileNotFoundError(f"law_file {str(self.law_file)!r} does not exist")
         if weights_file is not None:
-            weights = _read_weights_file(self.weights_file)
+            weights = _read_weights_file(self.weights_file, self.allow_unconverged)
         if weights is not None:
             weights = check_weights(weights, "weights")
         elif self.schedule and self.schedule[0][0] == 0 and law_file is None:
@@ -169,12 +202,27 @@ class MixtureWeights(Callback):
         self._set_before_start = False
         self._folder: Path | None = None
 
+    @property
+    @override
+    def state_key(self) -> str:
+        # Not the source: a resume with another weights file must find (and check) this state.
+        return self._generate_state_key(filename=self.filename)
+
     # ------------------------------------------------------------------ hooks
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        others = [
+            cb for cb in trainer.callbacks if isinstance(cb, MixtureWeights) and cb is not self
+        ]
+        if others:
+            raise ValueError(
+                f"this Trainer has {len(others) + 1} MixtureWeights callbacks: each would set the"
+                " one training mixture over the others; keep one (a schedule= changes the"
+                " weights during training)"
+            )
         self._trainer = trainer
         # Trainer.log_dir broadcasts from rank zero: every rank has to ask, and only here.
         self._folder = Path(trainer.log_dir or trainer.default_root_dir)
@@ -190,6 +238,18 @@ class MixtureWeights(Callback):
             self._applied = 1
         self._set_before_start = self._apply(trainer, warn_late=False)
         self._write_json(trainer)
+        self._announce(trainer)
+
+    def _announce(self, trainer: pl.Trainer) -> None:
+        if self._weights is None:
+            return
+        shares = ", ".join(f"{d} {w:.4g}" for d, w in self._normalized().items())
+        where = (
+            f"; written to {self._folder or trainer.default_root_dir}/{self.filename}"
+            if self.filename
+            else ""
+        )
+        rank_zero_info(f"MixtureWeights: training mixture {shares} (from {self._source}){where}")
 
     def _solve(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         import laws
@@ -208,7 +268,17 @@ class MixtureWeights(Callback):
                 **self.optimize_kwargs,
             )
             if not result.success:
-                rank_zero_warn(f"MixtureWeights: the optimum did not converge: {result.message}")
+                message = (
+                    f"MixtureWeights: the optimum of law_file {str(self.law_file)!r} did not"
+                    f" converge at N={n}, D={self.planned_tokens:g}: {result.message}"
+                )
+                if not self.allow_unconverged:
+                    raise ValueError(
+                        f"{message}; its weights may be far from optimal. Fix the law or the"
+                        " optimize_kwargs (more n_starts / max_iter), or pass"
+                        " allow_unconverged=True to train on them anyway"
+                    )
+                rank_zero_warn(message + "; training on them (allow_unconverged=True)")
             weights = {d: float(w) for d, w in result.weights.items()}
             info = result.to_json()
             log.info(
@@ -307,34 +377,75 @@ class MixtureWeights(Callback):
             "weights": dict(self._weights) if self._weights is not None else None,
             "schedule_applied": self._applied,
             "source": self._source,
+            "schedule": [[s, dict(w)] for s, w in self.schedule],
         }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         weights = state_dict.get("weights")
-        if weights:
-            self._weights = {str(d): float(w) for d, w in weights.items()}
+        saved = {str(d): float(w) for d, w in weights.items()} if weights else None
+        applied = int(state_dict.get("schedule_applied", self._applied))
+        # What these arguments would train on at the checkpoint's schedule position.
+        mine = dict(self.schedule[applied - 1][1]) if self.schedule and applied else self._weights
+        saved_schedule = [(int(s), dict(w)) for s, w in state_dict.get("schedule", [])]
+        changed = (saved is not None and mine is not None and not _same(saved, mine)) or (
+            "schedule" in state_dict and not _same_schedule(saved_schedule, self.schedule)
+        )
+        if changed and self.on_resume is OnResume.ERROR:
+            raise ValueError(
+                f"resuming a run trained on {_fmt(saved)} (from {state_dict.get('source')}), but"
+                f" MixtureWeights now gives {_fmt(mine)} (from {self._source}); pass"
+                " on_resume='checkpoint' to keep the checkpoint's mixture, or on_resume='new' to"
+                " train on the new one from the restored step"
+            )
+        if changed and self.on_resume is OnResume.NEW:
+            if self._trainer is not None:
+                self._set_before_start = self._apply(self._trainer, warn_late=False)
+                self._write_json(self._trainer)
+                self._announce(self._trainer)
+            rank_zero_warn(
+                f"MixtureWeights: resumed with new weights {_fmt(mine)} (from {self._source});"
+                f" the checkpoint was trained on {_fmt(saved)}"
+            )
+            return
+        if saved:
+            self._weights = saved
             self._restored = True
-        self._applied = int(state_dict.get("schedule_applied", self._applied))
+            # mixture_weights.json must name where these weights came from, not this run's file.
+            self._source = str(state_dict.get("source", self._source))
+        if saved_schedule:
+            self.schedule = saved_schedule
+        self._applied = applied
         if self._trainer is not None:
             # Restored after setup, before the train loader is built: still before batch one.
             self._set_before_start = self._apply(self._trainer, warn_late=False)
             self._write_json(self._trainer)
+            self._announce(self._trainer)
 
 
-def _read_weights_file(path: Path) -> dict[str, float]:
-    if not path.is_file():
-        raise FileNotFoundError(f"weights_file {str(path)!r} does not exist")
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"weights_file {str(path)!r} is not valid JSON: {err}") from None
-    if not isinstance(content, Mapping) or not isinstance(content.get("weights"), Mapping):
-        raise ValueError(
-            f'weights_file {str(path)!r} must hold {{"weights": {{domain: weight}}}}, got'
-            f" keys {sorted(content) if isinstance(content, Mapping) else type(content).__name__}"
-        )
-    return check_weights(content["weights"], f"{path}: weights")
+def _same(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    ta, tb = sum(a.values()), sum(b.values())
+    return set(a) == set(b) and all(abs(a[d] / ta - b[d] / tb) <= _SAME for d in a)
+
+
+def _same_schedule(a: list, b: list) -> bool:
+    pairs = zip(a, b, strict=False)
+    return len(a) == len(b) and all(s == t and _same(u, v) for (s, u), (t, v) in pairs)
+
+
+def _fmt(weights: Mapping[str, float] | None) -> str:
+    if not weights:
+        return "no weights"
+    total = sum(weights.values())
+    return "{" + ", ".join(f"{d}: {w / total:.4g}" for d, w in weights.items()) + "}"
+
+
+def _read_weights_file(path: Path, allow_unconverged: bool) -> dict[str, float]:
+    from laws.weightsfile import read_weights
+
+    # Its UnconvergedWeightsError (a ValueError) says what to do; the weights sum to 1.
+    wf = read_weights(path, allow_unconverged=allow_unconverged)
+    return check_weights(dict(wf.weights), f"{path}: weights")
 
 
 def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:

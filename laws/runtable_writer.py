@@ -22,7 +22,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from laws.schema import (
     RUN,
@@ -35,7 +35,10 @@ from laws.schema import (
     parse_number,
 )
 
-__all__ = ["RunTableWriter"]
+if TYPE_CHECKING:
+    from laws.runtable import RunTable
+
+__all__ = ["RunTableWriter", "write_runs"]
 
 
 class RunTableWriter:
@@ -106,6 +109,17 @@ class RunTableWriter:
             FormatError: an unknown column or a value breaking its column's rule; nothing is
                 written then.
         """
+        self.append_many([row])
+
+    def append_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Validate every row, then append them all in one write (none if any is bad)."""
+        text = "".join(_csv_line(self._cells(row)) for row in rows)
+        if text:
+            _write_durably(self.path, text, "a")
+
+    def _cells(self, row: Mapping[str, Any]) -> list[Any]:
+        if not isinstance(row, Mapping):
+            raise bad_input(self.path, "a row must map column names to values", value=row)
         unknown = sorted(set(row) - set(self.columns))
         if unknown:
             raise bad_input(
@@ -133,7 +147,7 @@ class RunTableWriter:
                 cells.append(str(v))
         if weights:
             check_weight_sum(weights, self.path, None)
-        _write_durably(self.path, _csv_line(cells), "a")
+        return cells
 
     def truncate_after(self, run: str, step: int) -> int:
         """Drop this run's rows with a step above ``step``, atomically; how many were dropped.
@@ -161,6 +175,28 @@ class RunTableWriter:
             _write_durably(tmp, "".join(_csv_line(c) for c in keep), "w")
             os.replace(tmp, self.path)
         return dropped
+
+
+def write_runs(path: str | os.PathLike[str], table: RunTable) -> Path:
+    """Write a whole table (its columns and raw rows) to a new CSV, atomically.
+
+    What :func:`laws.runtable.load_runs` reads back is the same table.
+
+    Example:
+        >>> write_runs("subset.csv", load_runs("runs.csv", where="model_size < 1e9"))
+        ... # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise bad_input(path, "is a directory; name the CSV to write")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        RunTableWriter(tmp, table.columns).append_many(table.rows)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _write_durably(path: Path, text: str, mode: str) -> None:

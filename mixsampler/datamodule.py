@@ -2,9 +2,11 @@
 
 Training reads a :class:`~mixsampler.MixtureDataset` through a torchdata ``StatefulDataLoader``,
 the loader kind whose state Lightning writes into checkpoints (a plain ``DataLoader`` around a
-stateful dataset is silently not saved). Validation gets one finite, unshuffled loader per domain
-(a dict keyed by domain name), split across ranks without padding or duplicates, which is what
-:class:`callbacks.DomainLossLogger` needs for exact per-domain losses.
+stateful dataset is silently not saved). Validation is one finite, unshuffled loader that reads
+each domain in turn, in batches that never mix domains, split across ranks without padding or
+duplicates: what :class:`callbacks.DomainLossLogger` needs for exact per-domain losses from a
+scalar ``validation_step`` loss, and one loader, so ``validation_step`` needs no
+``dataloader_idx``.
 
 Two details make a mid-epoch resume continue with exactly the batches an uninterrupted run would
 have seen:
@@ -16,9 +18,26 @@ have seen:
   loader state. With several ranks the loader's ``state_dict`` gathers every rank's state (it is
   called on every rank when saving) and each rank restores its own.
 
-Batches are whatever ``collate_fn`` makes of the samples; when that is a dict, two keys are added
-for the callbacks: ``"__domain__"`` (list of domain names) and ``"__ntok__"`` (tokens per sample,
-from ``length_fn`` or the shards' ``ntok`` field, when known).
+Batches are whatever ``collate_fn`` makes of the samples (a tuple of tensors, a dict, a
+dataclass: what the model takes), and nothing is added to them. What the callbacks need of a
+batch (each sample's domain and token count, a :class:`BatchMeta`) travels beside it: the collate,
+which runs in the worker processes, returns the batch and its meta together; the loader, in the
+main process, hands the batch to Lightning and queues the meta, and
+:class:`callbacks.DomainLossLogger` takes one meta per batch, in order. That is exact with
+workers, with Lightning's one-batch lookahead, and across a resume (a new iterator starts a new
+queue).
+
+What ``collate_fn`` receives, one item per sample:
+
+- from shards (``mixsampler shards`` or any webdataset tar): a dict of the sample's tar members
+  by extension, as raw bytes (``"bin"``: the text's UTF-8 bytes, ``"ntok"``: its token count as
+  ASCII digits), plus ``"__key__"`` (the member name without extension), ``"__url__"`` (the
+  shard) and ``"__domain__"`` (the domain name);
+- from a map-style dataset or an iterable of dicts: the dict, plus ``"__domain__"``;
+- from one of anything else (a tuple ``(x, y)``, a tensor, a string): the item itself, unchanged.
+
+A sample's token count is ``length_fn(sample)`` when given, else its ``"ntok"`` field; without
+either, D counts samples (DomainLossLogger says so).
 
 Example:
     >>> dm = MixtureDataModule(
@@ -34,22 +53,30 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import importlib
 import logging
-import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data import default_collate as _default_collate
+from torch.utils.data._utils.pin_memory import pin_memory as _pin_memory
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from mixsampler.dataset import _EXHAUSTION, _ON_CORRUPT, _UNITS, MixtureDataset
 
-__all__ = ["MixtureDataModule", "MixtureLoader", "ValidationStream", "resolve_callable"]
+__all__ = [
+    "BatchMeta",
+    "MixtureDataModule",
+    "MixtureLoader",
+    "ValidationLoader",
+    "ValidationStream",
+    "resolve_callable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +106,56 @@ def resolve_callable(value: Callable | str | None, name: str) -> Callable | None
     return obj
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchMeta:
+    """What the callbacks need of one batch, carried beside it, never inside it.
+
+    Attributes:
+        domains: each sample's domain, in batch order.
+        ntok: each sample's token count; None when the samples do not say (no ``length_fn``
+            and no ``"ntok"`` field).
+    """
+
+    domains: tuple[str, ...]
+    ntok: tuple[int, ...] | None
+
+    @property
+    def tokens(self) -> int | None:
+        """Tokens in the batch (None when unknown)."""
+        return sum(self.ntok) if self.ntok is not None else None
+
+
+class _Tagged:
+    """A batch and its meta on their way from the collate (maybe in a worker) to the loader."""
+
+    __slots__ = ("batch", "meta")
+
+    def __init__(self, batch: Any, meta: BatchMeta | None) -> None:
+        self.batch = batch
+        self.meta = meta
+
+    def pin_memory(self, device: Any = None) -> _Tagged:
+        # DataLoader(pin_memory=True) calls this on objects it does not know.
+        return _Tagged(_pin_memory(self.batch, device), self.meta)
+
+
+def _plain(sample: Any) -> Any:
+    # MixtureDataset and ValidationStream wrap non-dict samples as {"sample": x, "__domain__"}.
+    if isinstance(sample, Mapping) and len(sample) == 2 and "sample" in sample:
+        if "__domain__" in sample:
+            return sample["sample"]
+    return sample
+
+
 class MixtureCollate:
-    """Wrap a collate function so dict batches carry ``__domain__`` and ``__ntok__``.
+    """The user's collate on plain samples, with each batch's :class:`BatchMeta` beside it.
 
     A class rather than a closure so DataLoader workers started with ``spawn`` can pickle it.
+
+    Example:
+        >>> tagged = MixtureCollate(None, None)([{"sample": 1, "__domain__": "a"}])
+        >>> tagged.batch, tagged.meta
+        (tensor([1]), BatchMeta(domains=('a',), ntok=None))
     """
 
     def __init__(self, collate_fn: Callable | None, length_fn: Callable | None) -> None:
@@ -97,21 +170,49 @@ class MixtureCollate:
             return int(sample["ntok"])
         return None
 
-    def __call__(self, samples: list[Any]) -> Any:
-        batch = self.collate_fn(samples)
-        if isinstance(batch, MutableMapping):
-            if "__domain__" not in batch and all(
-                isinstance(s, Mapping) and "__domain__" in s for s in samples
-            ):
-                batch["__domain__"] = [s["__domain__"] for s in samples]
-            if "__ntok__" not in batch:
-                lengths = [self._length(s) for s in samples]
-                if all(n is not None for n in lengths):
-                    batch["__ntok__"] = torch.tensor(lengths, dtype=torch.long)
-        return batch
+    def __call__(self, samples: list[Any]) -> _Tagged:
+        domains = [s.get("__domain__") if isinstance(s, Mapping) else None for s in samples]
+        plain = [_plain(s) for s in samples]
+        lengths = [self._length(s) for s in plain]
+        meta = None
+        if all(isinstance(d, str) for d in domains):
+            ntok = tuple(lengths) if all(n is not None for n in lengths) else None
+            meta = BatchMeta(tuple(domains), ntok)  # type: ignore[arg-type]
+        return _Tagged(self.collate_fn(plain), meta)
 
 
-class MixtureLoader(StatefulDataLoader):
+class _MetaQueue:
+    """The metas of the batches a loader handed out and no callback has taken yet."""
+
+    # Lightning is at most one batch ahead; a run without DomainLossLogger takes none, and
+    # must not grow the queue without bound.
+    MAXLEN = 64
+
+    def _reset_metas(self) -> None:
+        self._metas: collections.deque[BatchMeta | None] = collections.deque(maxlen=self.MAXLEN)
+        self._meta_key: Any = None
+        self._meta: BatchMeta | None = None
+
+    def _unwrap(self, item: Any) -> Any:
+        if isinstance(item, _Tagged):
+            self._metas.append(item.meta)
+            return item.batch
+        return item
+
+    def meta_for(self, key: Any) -> BatchMeta | None:
+        """The meta of the batch that ``key`` names (None: not known).
+
+        Batches are taken in the order they were handed out; ``key`` (a counter of batches
+        started) makes the call idempotent, so several callbacks asking about the same batch
+        get the same meta and take it once.
+        """
+        if key != self._meta_key:
+            self._meta_key = key
+            self._meta = self._metas.popleft() if self._metas else None
+        return self._meta
+
+
+class MixtureLoader(_MetaQueue, StatefulDataLoader):
     """A ``StatefulDataLoader`` whose checkpointed state matches what training consumed.
 
     Args:
@@ -135,13 +236,13 @@ class MixtureLoader(StatefulDataLoader):
         self.world_size = world_size
         self._snapshots: collections.deque[dict[str, Any]] = collections.deque(maxlen=lookahead)
         self._tracking = False
+        self._reset_metas()
 
     def __iter__(self) -> Iterator[Any]:
         inner = super().__iter__()
         self._snapshots.clear()
-        if self.lookahead == 0:
-            return inner
-        self._tracking = True
+        self._reset_metas()
+        self._tracking = self.lookahead > 0
         return _Snapshotting(self, inner)
 
     def _local_state(self) -> dict[str, Any]:
@@ -214,11 +315,24 @@ class _Snapshotting:
         return self
 
     def __next__(self) -> Any:
-        self.loader._snapshots.append(copy.deepcopy(self.inner.state_dict()))
-        return next(self.inner)
+        if self.loader.lookahead:
+            self.loader._snapshots.append(copy.deepcopy(self.inner.state_dict()))
+        return self.loader._unwrap(next(self.inner))
 
     def __len__(self) -> int:
         return len(self.inner)
+
+
+class ValidationLoader(_MetaQueue, DataLoader):
+    """A ``DataLoader`` that hands out the user's batches and queues their :class:`BatchMeta`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reset_metas()
+
+    def __iter__(self) -> Iterator[Any]:
+        self._reset_metas()
+        return map(self._unwrap, super().__iter__())
 
 
 class ValidationStream(IterableDataset):
@@ -237,21 +351,14 @@ class ValidationStream(IterableDataset):
 
     def __init__(self, domain: str, source: Any, *, rank: int = 0, world_size: int = 1) -> None:
         super().__init__()
-        from mixsampler.tario import check_shards, expand_shards
+        from mixsampler.sources import ShardSource, source_spec
 
         self.domain = domain
         self.rank = rank
         self.world_size = world_size
-        self.urls: list[str] | None = None
-        # The same rule as MixtureDataset: a path, pattern or list of paths names shards.
-        paths = (str, os.PathLike)
-        if isinstance(source, paths) or (
-            isinstance(source, (list, tuple))
-            and source
-            and all(isinstance(x, paths) for x in source)
-        ):
-            self.urls = expand_shards(source, domain)
-            check_shards(self.urls, domain)
+        # MixtureDataset's rule, from its one definition: what names shards and what is data.
+        spec = source_spec(domain, source)
+        self.urls: list[str] | None = spec.urls if isinstance(spec, ShardSource) else None
         self.source = source
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -297,6 +404,42 @@ class ValidationStream(IterableDataset):
         for i, sample in enumerate(self.source):
             if i % slots == slot:
                 yield sample
+
+
+class DomainBatches(IterableDataset):
+    """Every domain's validation stream in turn, in collated batches that never mix domains.
+
+    Batching happens here, inside each DataLoader worker (a stream splits itself across
+    workers), so a batch never spans two domains.
+
+    Example:
+        >>> streams = {d: ValidationStream(d, [{"x": i} for i in range(3)]) for d in "ab"}
+        >>> [b.meta.domains for b in DomainBatches(streams, 2, MixtureCollate(None, None))]
+        [('a', 'a'), ('a',), ('b', 'b'), ('b',)]
+    """
+
+    def __init__(
+        self, streams: Mapping[str, ValidationStream], batch_size: int, collate: Callable
+    ) -> None:
+        super().__init__()
+        self.streams = dict(streams)
+        self.batch_size = batch_size
+        self.collate = collate
+
+    def __iter__(self) -> Iterator[Any]:
+        for stream in self.streams.values():
+            buf: list[Any] = []
+            for sample in stream:
+                buf.append(sample)
+                if len(buf) == self.batch_size:
+                    yield self.collate(buf)
+                    buf = []
+            if buf:
+                yield self.collate(buf)
+
+
+def _as_is(item: Any) -> Any:
+    return item
 
 
 class MixtureDataModule(pl.LightningDataModule):
@@ -488,15 +631,15 @@ class MixtureDataModule(pl.LightningDataModule):
             **self._loader_kwargs(),
         )
 
-    def val_dataloader(self) -> dict[str, DataLoader] | list:
+    def val_dataloader(self) -> ValidationLoader | list:
         if not self.val:
             return []
         if not self.val_datasets:
             self.setup("validate")
-        return {
-            d: DataLoader(ds, batch_size=self.val_batch_size, **self._loader_kwargs())
-            for d, ds in self.val_datasets.items()
-        }
+        kw = self._loader_kwargs()
+        batches = DomainBatches(self.val_datasets, self.val_batch_size, kw.pop("collate_fn"))
+        # batch_size=None: DomainBatches batches (per domain) and collates itself.
+        return ValidationLoader(batches, batch_size=None, collate_fn=_as_is, **kw)
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": self.weights}

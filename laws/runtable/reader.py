@@ -23,6 +23,7 @@ from laws.schema import (
     MODEL_SIZE_COLUMNS,
     N_TOKENS,
     RUN,
+    STEP,
     bad_input,
     check_value,
     check_weight_sum,
@@ -188,6 +189,7 @@ def load_runs(
         seen[key] = str(path)
         parts.append(_read_file(path, n_column, parts[0].domains if parts else None))
     table = _assemble(parts, n_column)
+    _check_repeats(table)
     if where:
         table = table.select(parse_where(where)(table))
     return table
@@ -266,6 +268,27 @@ def _positive(value: str, path: Path, line: int, column: str) -> float:
         raise bad_input(
             path, "must be a finite positive number", row=line, column=column, value=value
         ) from None
+
+
+def _check_repeats(table: RunTable) -> None:
+    """One row per (run, step): a repeat is a resumed run that wrote its steps again."""
+    if RUN not in table.columns or STEP not in table.columns:
+        return
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    for row, (src, line) in zip(table.rows, table.sources, strict=True):
+        run, step = row.get(RUN, ""), row.get(STEP, "")
+        if not run or not step:
+            continue
+        key = (run, str(float(step)))
+        if key in seen:
+            first = seen[key]
+            raise bad_input(
+                src,
+                f"run {run!r} has step {step} twice (first at {first[0]}, row {first[1]}); a "
+                "resumed run wrote it again: keep one of the rows",
+                row=line,
+            )
+        seen[key] = (src, line)
 
 
 def _assemble(parts: list[_FileRows], n_column: str) -> RunTable:

@@ -224,3 +224,13 @@ def test_where_computes_in_floats(tmp_path: Path) -> None:
     assert len(load_runs(p, where="model_size < 2**1000")) == 2
     assert len(load_runs(p, where="exp(model_size) > 1e300")) == 2
     assert len(load_runs(p, where="2 ** 0.5 * model_size > 2e8")) == 1
+
+
+def test_a_step_written_twice_is_refused(tmp_path: Path) -> None:
+    header = "run,step,model_size,n_tokens,weight_a,weight_b,x_loss\n"
+    body = "r,10,1e8,1e9,0.5,0.5,3\nr,20,1e8,2e9,0.5,0.5,2.9\nq,10,1e8,1e9,0.5,0.5,3\n"
+    p = _write(tmp_path, body, header)
+    assert len(load_runs(p)) == 3
+    p.write_text(header + body + "r,10.0,1e8,1e9,0.5,0.5,3.01\n")
+    with pytest.raises(ValueError, match=r"runs\.csv, row 5: run 'r' has step 10\.0 twice .*row 2"):
+        load_runs(p)

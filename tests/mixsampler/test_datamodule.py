@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mixsampler import MixtureDataModule, MixtureDataset
-from mixsampler.datamodule import MixtureCollate, MixtureLoader, ValidationStream
+from mixsampler.datamodule import MixtureCollate, MixtureLoader, ValidationLoader, ValidationStream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "callbacks"))
 from tiny_lm import QUIET_TRAINER, TinyLM, write_domain_shards  # noqa: E402
@@ -76,13 +76,17 @@ def test_without_the_lookahead_lightning_would_skip_a_batch(
     assert first.train_keys + rest.train_keys == full.train_keys[:2] + full.train_keys[3:5]
 
 
-def test_batches_carry_domain_and_tokens(shards: dict[str, str]) -> None:
+def test_domains_and_tokens_travel_beside_the_batch_not_in_it(shards: dict[str, str]) -> None:
     dm = _dm(shards, 0)
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    assert sorted(batch["__domain__"]) == ["a", "a", "b"]
-    assert batch["__ntok__"].tolist() == [16, 16, 16]
-    assert batch["x"].shape == (3, 16)
+    loader = dm.train_dataloader()
+    it = iter(loader)
+    first, second = next(it), next(it)  # one ahead, as Lightning fetches
+    assert set(first) == {"x", "mask", "__domain__", "__key__"}  # the user's collate's keys only
+    meta = loader.meta_for(1)
+    assert sorted(meta.domains) == sorted(first["__domain__"]) and meta.ntok == (16, 16, 16)
+    assert loader.meta_for(1) is meta  # asked again about the same batch: the same answer
+    assert list(loader.meta_for(2).domains) == second["__domain__"]
 
 
 @pytest.mark.parametrize("world_size,num_workers", [(1, 0), (2, 0), (2, 2), (3, 2)])
@@ -98,22 +102,26 @@ def test_validation_streams_split_ranks_and_workers_without_duplicates(
         seen: list = []
         for rank in range(world_size):
             ds = ValidationStream("a", source, rank=rank, world_size=world_size)
-            loader = torch.utils.data.DataLoader(
-                ds, batch_size=4, num_workers=num_workers, collate_fn=collate
-            )
+            loader = ValidationLoader(ds, batch_size=4, num_workers=num_workers, collate_fn=collate)
             for batch in loader:
                 assert set(batch["__domain__"]) == {"a"}
                 seen += batch["__key__"] if "__key__" in batch else batch["i"].tolist()
         assert len(seen) == len(set(seen)) == n
 
 
-def test_val_dataloader_is_a_dict_keyed_by_domain(shards: dict[str, str]) -> None:
-    dm = MixtureDataModule(shards, val={"b": shards["b"], "held_out": shards["a"]}, batch_size=5)
+def test_val_dataloader_reads_each_domain_in_batches_of_one_domain(
+    shards: dict[str, str],
+) -> None:
+    dm = MixtureDataModule(shards, val={"b": shards["b"], "held_out": shards["a"]}, batch_size=6)
     dm.setup("fit")
-    loaders = dm.val_dataloader()
-    assert list(loaders) == ["b", "held_out"] and dm.val_domains == ("b", "held_out")
-    n = sum(len(batch["__key__"]) for batch in loaders["held_out"])
-    assert n == 40  # one finite pass
+    loader = dm.val_dataloader()
+    domains = []
+    for i, batch in enumerate(loader):
+        meta = loader.meta_for(i)
+        assert len(set(meta.domains)) == 1 and meta.domains[0] == batch["__domain__"][0]
+        domains += meta.domains
+    assert dm.val_domains == ("b", "held_out")
+    assert domains == ["b"] * 40 + ["held_out"] * 40  # one finite pass of each, in turn
     assert dm.weights == {"a": 0.5, "b": 0.5}
 
 
