@@ -31,6 +31,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "check_format",
+    "did_you_mean",
     "json_bool",
     "json_number",
     "json_object",
@@ -121,6 +122,14 @@ def check_format(path: Path, doc: Any, fmt: str, version: int, what: str) -> int
             field="version",
         )
     return v
+
+
+def did_you_mean(name: str, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for a near-miss of one of ``options``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _kind(v: Any) -> str:
@@ -237,6 +246,11 @@ def _check_laws(path: Path, doc: Any) -> dict[str, FittedLaw]:
     if "laws" not in doc:
         raise bad_input(path, f"not a law file (expected format {FORMAT!r} with 'laws')")
     laws = json_object(path, doc["laws"], "laws")
+    unknown = sorted(set(doc) - {"format", "version", "laws"})
+    if unknown:
+        raise bad_input(
+            path, "unknown top-level key(s); a law file has format, version, laws", value=unknown
+        )
     if not laws:
         raise bad_input(path, "must hold at least one law", field="laws", value=laws)
     return {target: _check_law(path, obj, f"laws.{target}") for target, obj in laws.items()}
@@ -284,6 +298,17 @@ def _check_law(path: Path, obj: Any, at: str) -> FittedLaw:
         fitted = FittedLaw.from_dict({**obj, **scales})
     except (ValueError, TypeError, KeyError) as err:
         raise bad_input(path, str(err), field=at) from None
+    # A misspelt key ("use_N": false) would be ignored and its default used: refuse keys the
+    # law does not write (to_dict's keys, so a field FittedLaw adds is known at once).
+    unknown = sorted(set(obj) - set(fitted.to_dict()))
+    if unknown:
+        raise bad_input(
+            path,
+            f"unknown key(s){did_you_mean(unknown[0], fitted.to_dict())}; a law has "
+            f"{', '.join(fitted.to_dict())}",
+            field=at,
+            value=unknown,
+        )
     form: Form = fitted.form
     # The law's positive parameters (C, A, B, exponents) are fitted in log space; a negative
     # one is not a law the fit could have produced, and may predict a falling-to-minus-infinity

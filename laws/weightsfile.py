@@ -34,6 +34,7 @@ from typing import Any
 
 from laws.io import (
     check_format,
+    did_you_mean,
     json_bool,
     json_number,
     json_object,
@@ -212,7 +213,7 @@ def read_weights(path: str | os.PathLike[str], *, allow_unconverged: bool = Fals
     if not wf.success and not allow_unconverged:
         gap = "" if wf.gap is None else f", gap {wf.gap:.3g}"
         raise UnconvergedWeightsError(
-            f"{path}: the optimizer did not certify these weights (success: false{gap}: "
+            f"{path}: the optimizer did not converge on these weights (success: false{gap}: "
             f"{wf.message or 'no message'}); rerun `mixsampler optimize` (other --seed, looser "
             "constraints) or pass allow_unconverged=True (--allow-unconverged) to use them anyway"
         )
@@ -265,6 +266,12 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
         kw["warnings"] = json_strings(path, opt["warnings"], "warnings", unique=False)
     known = {f.name for f in dataclasses.fields(WeightsFile)} | {"format", "version"}
     extra = {k: v for k, v in doc.items() if k not in known}
+    for k in extra:
+        # Unknown keys are kept (notes, a callback's record), but a misspelt field such as
+        # "sucess": false must not pass as a note while success defaults to true.
+        hint = did_you_mean(k, known - {"format", "version"})
+        if hint:
+            raise bad_input(path, f"unknown key{hint}", field=k, value=extra[k])
     if "extra" in doc:
         raise bad_input(path, "'extra' is not a key of WEIGHTS.json", field="extra")
     _finite(path, extra, "")

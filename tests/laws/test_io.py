@@ -125,3 +125,14 @@ def test_old_file_without_version_still_reads(tmp_path: Path) -> None:
 def _write_doc(p: Path, doc: dict[str, Any]) -> Path:
     p.write_text(json.dumps(doc))
     return p
+
+
+def test_unknown_keys_are_refused_with_a_hint(tmp_path: Path) -> None:
+    doc = _law_doc()
+    doc["laws"]["x"]["use_N"] = False
+    with pytest.raises(ValueError, match=r"field laws\.x: unknown key\(s\) \(did you mean 'use_n'"):
+        load_laws(_write_doc(tmp_path / "LAW.json", doc))
+    doc = _law_doc()
+    doc["law"] = {}
+    with pytest.raises(ValueError, match=r"unknown top-level key\(s\).*got \['law'\]"):
+        load_laws(_write_doc(tmp_path / "LAW.json", doc))

@@ -109,3 +109,10 @@ def test_writing_non_finite_values_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"field intervals\.w\[1\]: must be a finite"):
         WeightsFile({"a": 1.0}, intervals={"w": [0.1, float("inf")]})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_misspelt_field_is_not_taken_for_a_note(tmp_path: Path) -> None:
+    p = tmp_path / "W.json"
+    p.write_text(json.dumps({"weights": {"a": 1.0}, "sucess": False}))
+    with pytest.raises(ValueError, match=r"field sucess: unknown key \(did you mean 'success'"):
+        read_weights(p)
