@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mixsampler.sweep.runs import SweepRun
+from mixsampler.sweep.train import SWEEP_PID_ENV
 
 __all__ = [
     "Handle",
@@ -146,7 +147,7 @@ class LocalLauncher:
         handles: list[Handle] = []
         for run in runs:
             slot = self._free.pop(0)
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env = dict(os.environ, PYTHONUNBUFFERED="1", **{SWEEP_PID_ENV: str(os.getpid())})
             if self._groups:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(self._groups[slot])
             else:

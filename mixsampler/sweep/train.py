@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -38,7 +39,10 @@ from mixsampler.sweep.runs import (
     write_json_atomic,
 )
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["SWEEP_PID_ENV", "TrainResult", "train"]
+
+#: set by the local sweep launcher to its pid: its trainers stop when it dies, even by SIGKILL
+SWEEP_PID_ENV = "MIXSAMPLER_SWEEP_PID"
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,7 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
         ValueError: the config does not parse, or it changed since the run's checkpoint or
             marker was written (the message names both and the way out).
     """
+    _die_with_sweep()
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"config {str(config)!r} does not exist")
@@ -122,6 +127,24 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
             )
     resumed = f", resumed from {ckpt}" if ckpt else ""
     return TrainResult(True, step, ckpt, False, run_dir, f"finished at step {step}{resumed}")
+
+
+def _die_with_sweep() -> None:
+    """Stop (SIGTERM) when the local sweep that started this trainer dies.
+
+    A sweep killed alone (``kill -9 <pid>``, not its process group) would otherwise leave its
+    trainers running, and a restarted sweep would meet them on the same runs.
+    """
+    parent = os.environ.get(SWEEP_PID_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(parent):  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _check_resume(run_dir: Path, config: Path, digest: str, trainer: Any) -> Path | None:

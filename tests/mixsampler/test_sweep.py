@@ -109,6 +109,43 @@ def test_sweep_survives_sigkill(tmp_path: Path, extra: list[str]) -> None:
     assert third.returncode == 0 and "6 runs: 6 already finished, 0 trained" in third.stdout
 
 
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies excluded), from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_the_sweep_alone_stops_its_trainers(tmp_path: Path) -> None:
+    plan = planned(tmp_path, n_mixtures=2, max_steps=MAX_STEPS, step_s=1.0)
+    runs = read_plan_dir(plan)
+    proc = subprocess.Popen(
+        _sweep_cmd(plan), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_live_members(proc.pid)) < 3:
+        time.sleep(0.05)  # the sweep and its two trainers
+    assert len(_live_members(proc.pid)) == 3
+    proc.kill()  # the sweep only, not its group
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _live_members(proc.pid):
+        time.sleep(0.1)
+    left = _live_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not left, "trainers outlived their sweep"
+    assert not any(r.done_path.exists() for r in runs)
+
+
 def test_a_failing_run_is_retried_then_reported_with_its_log(tmp_path: Path) -> None:
     plan = planned(tmp_path, n_mixtures=1, max_steps=2)
     (run,) = read_plan_dir(plan)
