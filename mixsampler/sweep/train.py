@@ -135,7 +135,8 @@ def _die_with_sweep() -> None:
     A sweep killed alone (``kill -9 <pid>``, not its process group) would otherwise leave its
     trainers running, and a restarted sweep would meet them on the same runs.
     """
-    parent = os.environ.get(SWEEP_PID_ENV)
+    # Popped: the DDP ranks Lightning starts from this process have it, not the sweep, as parent.
+    parent = os.environ.pop(SWEEP_PID_ENV, None)
     if not parent or not sys.platform.startswith("linux"):
         return
     import ctypes
