@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("plan_dir", help="folder written by mixsampler plan (plan.csv, configs/)")
-    p.add_argument("--launcher", default="local", choices=["local", "slurm"])
+    p.add_argument(
+        "--launcher",
+        default="local",
+        choices=["local", "slurm"],
+        help="where the runs train: this machine (default) or SLURM through submitit",
+    )
     p.add_argument(
         "--jobs",
         type=int,
@@ -115,10 +120,13 @@ def _run(args: argparse.Namespace) -> int:
         for name in ("partition", "time", "gpus", "cpus", "mem", "account")
         if getattr(args, name) is not None
     ] + (["--sbatch"] if args.sbatch else [])
+    slurm_flags += ["--slurm-cluster"] if args.slurm_cluster != "slurm" else []
     if args.launcher == "local" and slurm_flags:
         raise ValueError(
             f"{slurm_flags[0]} is a SLURM option; add --launcher slurm, or leave it out"
         )
+    if args.launcher == "slurm" and args.gpus_per_run != 1:
+        raise ValueError("--gpus-per-run is for --launcher local; on SLURM use --gpus")
     result = run_sweep(
         args.plan_dir,
         launcher=args.launcher,

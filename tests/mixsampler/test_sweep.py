@@ -175,6 +175,8 @@ def test_bad_input_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureF
     assert "--jobs must be a positive integer, got 0" in error(p, "--jobs", "0")
     assert "--retries must be a non-negative integer, got -1" in error(p, "--retries", "-1")
     assert "--partition is a SLURM option" in error(p, "--partition", "gpu")
+    assert "--slurm-cluster is a SLURM option" in error(p, "--slurm-cluster", "local")
+    assert "on SLURM use --gpus" in error(p, "--launcher", "slurm", "--gpus-per-run", "2")
     if not any(Path(d, "sbatch").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
         assert "sbatch is not on PATH" in error(p, "--launcher", "slurm")
     assert "--sbatch expects KEY=VALUE, got 'qos'" in error(
