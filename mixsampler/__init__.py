@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "MixtureLoader": "mixsampler.datamodule",
     "make_plan": "mixsampler.plan",
     "Plan": "mixsampler.plan",
+    "run_sweep": "mixsampler.sweep",
+    "SweepResult": "mixsampler.sweep",
 }
 
 __all__ = ["__version__", *_EXPORTS]

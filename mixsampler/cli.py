@@ -20,6 +20,8 @@ from collections.abc import Sequence
 _REGISTRARS: tuple[str, ...] = (
     "mixsampler.commands.plan",
     "mixsampler.commands.shards",
+    "mixsampler.commands.train",
+    "mixsampler.commands.sweep",
     "laws.cli",
     "mixsampler.commands.demo",
 )
