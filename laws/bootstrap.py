@@ -52,8 +52,8 @@ class BootstrapResult:
         params: per target, the parameters of each replicate, shape (B, P).
         predictions: per target, the predictions of each replicate at ``predict_at``, (B, m).
         optimal_weights: the optimal weights of each replicate, (B, k), if ``optimize_at``.
-        n_failed: fits (replicate x target) that did not converge (kept; their spread
-            counts too).
+        n_failed: fits (replicate x target) that did not converge (kept in ``params`` and
+            ``predictions``; the intervals leave them out unless ``converged_only=False``).
         converged: per replicate, whether every fit and, with ``optimize_at``, the weight
             optimization converged; shape (B,).
         warnings: the full-data fits' identifiability warnings (``target: warning``), and how
@@ -83,26 +83,40 @@ class BootstrapResult:
             raise ValueError(f"level must be in (0, 1), got {level}")
         return 50 * (1 - level), 100 - 50 * (1 - level)
 
+    def _kept(self, converged_only: bool) -> np.ndarray:
+        """Rows of the replicates the intervals use: by default the converged ones only, since
+        an unconverged refit or optimum is not a sample of the law's uncertainty."""
+        if not converged_only:
+            return np.ones(len(self.converged), dtype=bool)
+        if int(self.converged.sum()) < 2:
+            raise ValueError(
+                f"only {int(self.converged.sum())} of {len(self.converged)} bootstrap replicates"
+                " converged: no interval; add runs, or pass converged_only=False to see the"
+                " unconverged spread"
+            )
+        return self.converged
+
     def prediction_interval(
-        self, level: float | None = None
+        self, level: float | None = None, *, converged_only: bool = True
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per target, (low, high) percentile bounds of the predictions at each point."""
         lo, hi = self._q(level)
+        keep = self._kept(converged_only)
         return {
-            t: (np.percentile(p, lo, axis=0), np.percentile(p, hi, axis=0))
+            t: (np.percentile(p[keep], lo, axis=0), np.percentile(p[keep], hi, axis=0))
             for t, p in self.predictions.items()
         }
 
-    def weight_interval(self, level: float | None = None) -> dict[str, tuple[float, float]]:
+    def weight_interval(
+        self, level: float | None = None, *, converged_only: bool = True
+    ) -> dict[str, tuple[float, float]]:
         """Per domain, (low, high) percentile bounds of the optimal weight."""
         if self.optimal_weights is None:
             raise ValueError("no optimal weights: call bootstrap with optimize_at")
         lo, hi = self._q(level)
+        w = self.optimal_weights[self._kept(converged_only)]
         return {
-            d: (
-                float(np.percentile(self.optimal_weights[:, i], lo)),
-                float(np.percentile(self.optimal_weights[:, i], hi)),
-            )
+            d: (float(np.percentile(w[:, i], lo)), float(np.percentile(w[:, i], hi)))
             for i, d in enumerate(self.domains)
         }
 

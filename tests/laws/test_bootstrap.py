@@ -88,3 +88,26 @@ def test_refit_modes(helpers: Any, synth_table: Any) -> None:
         bootstrap(table, "chinchilla", ["a"], refit="fast")
     with pytest.raises(ValueError, match="jobs must be a positive integer, got 0"):
         bootstrap(table, "chinchilla", ["a"], jobs=0)
+
+
+def test_intervals_leave_out_unconverged_replicates() -> None:
+    from laws.bootstrap import BootstrapResult
+
+    # Four replicates near 2.0 and one unconverged far away: the interval must not reach it.
+    preds = np.array([[2.00], [2.01], [1.99], [2.02], [9.0]])
+    weights = np.array([[0.5, 0.5], [0.4, 0.6], [0.6, 0.4], [0.5, 0.5], [1.0, 0.0]])
+    ok = np.array([True, True, True, True, False])
+    res = BootstrapResult(
+        law="additive", targets=["t"], domains=("a", "b"), level=0.9, full={},
+        predictions={"t": preds}, optimal_weights=weights, converged=ok,
+    )  # fmt: skip
+    lo, hi = res.prediction_interval()["t"]
+    assert hi[0] < 2.1 and lo[0] > 1.9
+    assert res.weight_interval()["a"][1] <= 0.6
+    assert res.prediction_interval(converged_only=False)["t"][1][0] > 5
+    res_bad = BootstrapResult(
+        law="additive", targets=["t"], domains=("a", "b"), level=0.9, full={},
+        predictions={"t": preds}, converged=np.array([True, False, False, False, False]),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="only 1 of 5 bootstrap replicates converged"):
+        res_bad.prediction_interval()

@@ -123,29 +123,23 @@ def test_infeasible_or_bad_constraints_raise_naming_them(kw: dict, match: str) -
 
 
 def test_several_targets_and_json() -> None:
-    other = _simple_law("u")
-    other.params.update({"C_a": 1.0, "C_c": 4.0})
-    other = (
-        type(other)(**{**other.__dict__.copy()} | {})
-        if False
-        else FittedLaw(
-            "additive",
-            ("c", "b", "a"),
-            "u",  # another domain order on purpose
-            {
-                "E": 1.0,
-                "C_a": 1.0,
-                "C_b": 1.0,
-                "C_c": 4.0,
-                "gamma_a": 0.5,
-                "gamma_b": 0.5,
-                "gamma_c": 0.5,
-                "A": 0.5,
-                "alpha": 0.3,
-                "B": 0.5,
-                "beta": 0.3,
-            },
-        )
+    other = FittedLaw(
+        "additive",
+        ("c", "b", "a"),
+        "u",  # another domain order on purpose
+        {
+            "E": 1.0,
+            "C_a": 1.0,
+            "C_b": 1.0,
+            "C_c": 4.0,
+            "gamma_a": 0.5,
+            "gamma_b": 0.5,
+            "gamma_c": 0.5,
+            "A": 0.5,
+            "alpha": 0.3,
+            "B": 0.5,
+            "beta": 0.3,
+        },
     )
     laws_ = {"t": _simple_law(), "u": other}
     both = optimize(laws_, model_size=1e9, n_tokens=1e10)
