@@ -3,7 +3,7 @@
 Example:
     $ mixsampler plan --config base.yaml --tokens 5e7 1e8 --model S:model.init_args.n_layer=2 \\
           --model M:model.init_args.n_layer=4 --law joint --tokens-per-step 8192 -o sweep/
-    $ for c in sweep/configs/*.yaml; do python train.py fit --config $c; done
+    $ mixsampler sweep sweep/ --jobs 4          # or --launcher slurm
     $ mixsampler fit sweep/runs/*.csv --law joint --target all -o law.json
 """
 
@@ -198,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         f" model sizes x {len(plan.token_budgets)} token budgets -> {path}"
     )
     print(
-        f"configs: {Path(args.out) / 'configs'}/*.yaml; then: mixsampler fit "
-        f"{Path(args.out) / 'runs'}/*.csv"
+        f"configs: {Path(args.out) / 'configs'}/*.yaml; then: mixsampler sweep {args.out}"
+        f" (or --launcher slurm), and mixsampler fit {Path(args.out) / 'runs'}/*.csv"
+        f" --law {args.law} --target all"
     )
     return 0
