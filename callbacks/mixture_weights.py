@@ -196,6 +196,7 @@ class MixtureWeights(Callback):
             else "schedule"
         )
         self._applied = 0  # schedule entries in force
+        self._exact = False  # the sampler switches at the exact sample (see _schedule_exactly)
         self._restored = False
         self._solved: dict[str, Any] = {}
         self._trainer: pl.Trainer | None = None
@@ -237,8 +238,29 @@ class MixtureWeights(Callback):
             self._weights = dict(self.schedule[0][1])
             self._applied = 1
         self._set_before_start = self._apply(trainer, warn_late=False)
+        self._exact = self._schedule_exactly(trainer)
         self._write_json(trainer)
         self._announce(trainer)
+
+    def _schedule_exactly(self, trainer: pl.Trainer) -> bool:
+        """Hand the rest of the schedule to the sampler, which switches at the exact sample.
+
+        Without this a switch reaches training up to ``num_workers x prefetch_factor`` batches
+        late (the workers' prefetched batches keep the old weights). Step ``s`` is loader batch
+        ``s x accumulate_grad_batches``: the first batch trained at optimizer step ``s``. False
+        when the sampler cannot schedule (no MixtureDataset, or no batch size known).
+        """
+        pending = self.schedule[self._applied :]
+        ds = find_mixture_dataset(trainer)
+        batch_size = getattr(ds, "batch_size", None) or getattr(
+            trainer.datamodule, "batch_size", None
+        )
+        if not pending or ds is None or not hasattr(ds, "scheduled") or not batch_size:
+            return False
+        accumulate = max(1, trainer.accumulate_grad_batches)
+        for step, weights in pending:
+            ds.set_weights(weights, at_step=step * accumulate, batch_size=int(batch_size))
+        return True
 
     def _announce(self, trainer: pl.Trainer) -> None:
         if self._weights is None:
@@ -318,7 +340,8 @@ class MixtureWeights(Callback):
                 self._applied += 1
                 changed = True
             if changed:
-                self._apply(trainer, warn_late=False)
+                if not self._exact:  # else the sampler already switched at the exact sample
+                    self._apply(trainer, warn_late=False)
                 log.info("MixtureWeights: step %d on: %s", next_step, self._weights)
                 self._write_json(trainer)
         if self._weights:
