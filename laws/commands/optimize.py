@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from laws.commands.args import number, pairs, scalar_or_pairs
+from laws.commands.args import number, output_file, pairs, scalar_or_pairs
 from laws.weightsfile import WeightsFile, write_weights
 
 if TYPE_CHECKING:
@@ -64,8 +64,10 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         raise ValueError(f"--bootstrap must be >= 2 resamples, got {args.bootstrap}")
     if not 0 < args.confidence < 1:
         raise ValueError(f"--confidence must be in (0, 1), got {args.confidence}")
+    output_file(args.output, "-o")  # a bad -o fails before the work, not after it
     fitted = load_laws(args.law_file)
-    objective = pairs([args.objective], "--objective") if args.objective else None
+    domains = next(iter(fitted.values())).domains
+    objective = pairs([args.objective], "--objective", names=fitted) if args.objective else None
     min_w = scalar_or_pairs(args.min_weight, "--min-weight")
     max_repeat = scalar_or_pairs(args.max_repeat, "--max-repeat")
     opt_kwargs: dict[str, Any] = {
@@ -73,8 +75,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         "n_tokens": number(args.tokens, "--tokens"),
         "objective": objective,
         "min_weight": 0.0 if min_w is None else min_w,
-        "max_weight": pairs(args.max_weight, "--max-weight") or None,
-        "available": pairs(args.available, "--available") or None,
+        "max_weight": pairs(args.max_weight, "--max-weight", names=domains) or None,
+        "available": pairs(args.available, "--available", names=domains) or None,
         "max_repeat": 1.0 if max_repeat is None else max_repeat,
         "seed": args.seed,
         "max_iter": args.max_iter,

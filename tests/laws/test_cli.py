@@ -241,3 +241,20 @@ def test_bootstrap_and_runs_go_together(
     assert cli.main([*base, "--runs", str(runs_csv), "--bootstrap", "1"]) == 2
     assert "--bootstrap must be >= 2 resamples, got 1" in capsys.readouterr().err
     assert not (tmp_path / "w.json").exists()
+
+
+def test_optimize_checks_its_arguments_before_the_work(
+    tmp_path: Path, runs_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    law = tmp_path / "LAW.json"
+    cli.main(["fit", str(runs_csv), "--law", "additive", "--target", "a", "-o", str(law)])
+    capsys.readouterr()
+    base = ["optimize", str(law), "--model-size", "1e9", "--tokens", "8B"]
+    assert cli.main([*base, "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    out = tmp_path / "W.json"
+    assert cli.main([*base, "--max-weight", "nope=0.5", "-o", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert cli.main([*base, "--objective", "zz=1", "-o", str(out)]) == 2
+    assert "zz" in capsys.readouterr().err
+    assert not out.exists()
