@@ -188,3 +188,26 @@ def test_fingerprints_in_report_recomputed_from_the_files(demo_out: Path) -> Non
         weights = json.loads(Path(path).read_text())["weights"]
         exact = json.dumps({k: float(v) for k, v in sorted(weights.items())}, sort_keys=True)
         assert f"{Path(path).stem} `{hashlib.sha256(exact.encode()).hexdigest()[:12]}`" in line
+
+
+def test_heldout_d_error_in_report_recomputed_from_the_early_laws(demo_out: Path) -> None:
+    md = (demo_out / "report.md").read_text()
+    rows = _table(md, "| law | target |")
+    proxy = laws.load_runs(sorted(glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))))
+    late = proxy.select(proxy.n_tokens > proxy.n_tokens.max() / 2)
+    early = proxy.select(proxy.n_tokens <= proxy.n_tokens.max() / 2)
+    assert len(late) and len(early)
+    for law_name, target, _, _, held_d, *_ in rows:
+        if target.startswith("**"):
+            continue
+        fitted = json.loads((demo_out / "laws" / f"{law_name}.early.json").read_text())
+        assert int(re.findall(r'"n_rows": (\d+)', json.dumps(fitted))[0]) <= len(early)
+        law = laws.load_laws(demo_out / "laws" / f"{law_name}.early.json")[target]
+        idx = [list(late.domains).index(d) for d in law.domains]
+        pred = law.predict(late.model_size, late.n_tokens, late.weights[:, idx])
+        obs = late.losses[target]
+        mre = float(np.mean(np.abs(pred - obs) / obs) * 100)
+        signed = float(np.mean((pred - obs) / obs) * 100)
+        got_mre, got_signed = re.match(r"([\d.]+) \(([+-][\d.]+)\)", held_d).groups()
+        assert float(got_mre) == pytest.approx(mre, abs=6e-4)
+        assert float(got_signed) == pytest.approx(signed, abs=6e-3)
