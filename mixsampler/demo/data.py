@@ -65,9 +65,9 @@ class DataConfig:
         doc_cap: bytes kept from the start of each document, so one huge file cannot fill a
             domain's cap alone.
         large_domain: the domain that dominates the natural mixture, as CommonCrawl's 52 % of
-            SlimPajama: torch's C++ headers, the largest source by 3x (38 MB here) and the
-            least useful to the others (boilerplate: licence headers, includes, macros), so
-            the natural mixture is the user's real problem: mostly plentiful, low-value text.
+            SlimPajama: torch's C++ headers, the largest source by 3x (38 MB here), mostly
+            boilerplate (licence headers, includes, macros), so the natural mixture is mostly
+            plentiful text of doubtful value; the fitted law says what it is worth.
         large_cap: training bytes of ``large_domain`` (instead of ``train_cap``); 3.3 MB
             against 2 MB of Python and the two small domains gives it about 52 % of the
             natural mixture.

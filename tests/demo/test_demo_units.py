@@ -192,7 +192,7 @@ def test_prediction_criterion_is_the_worst_seed_not_the_mean() -> None:
 
 
 def test_fingerprints_change_with_the_bytes_and_the_weights() -> None:
-    from mixsampler.demo.pipeline import weights_fingerprint
+    from mixsampler.demo.optimize import weights_fingerprint
 
     def data(val_sha: str) -> DemoData:
         return DemoData({"a": DomainData("a", "s", "t", "v", val_sha256=val_sha)}, "x")
