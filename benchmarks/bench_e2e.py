@@ -46,19 +46,32 @@ def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
     data = DataConfig(
         seq_len=seq_len,
         train_cap=args.train_cap or int(base.data.train_cap * max(1.0, s)),
+        # the large domain keeps its share of the natural mixture (about 52 %)
+        large_cap=args.large_cap or int(base.data.large_cap * max(1.0, s)),
         val_cap=args.val_cap or max(base.data.val_cap, 16 * (seq_len + 1)),
         doc_cap=base.data.doc_cap,
     )
+    n_layer = args.n_layer or base.n_layer
+    n_head = args.n_head or base.n_head
+    proxy_tokens = args.proxy_tokens or int(base.proxy_tokens * s)
+    if args.proxy_tokens_per_param:
+        from mixsampler.demo.model import GPTConfig, TinyGPT
+
+        largest = TinyGPT(
+            GPTConfig(seq_len=seq_len, n_layer=n_layer, n_head=n_head, d_model=max(proxy_widths))
+        )
+        proxy_tokens = int(args.proxy_tokens_per_param * largest.non_embedding_params())
+    main_tokens = args.main_tokens or max(proxy_tokens, int(base.main_tokens * s))
     return replace(
         base,
         data=data,
         batch_size=args.batch_size or base.batch_size,
-        n_layer=args.n_layer or base.n_layer,
-        n_head=args.n_head or base.n_head,
+        n_layer=n_layer,
+        n_head=n_head,
         proxy_widths=proxy_widths,
-        proxy_tokens=args.proxy_tokens or int(base.proxy_tokens * s),
+        proxy_tokens=proxy_tokens,
         main_width=main_width,
-        main_tokens=args.main_tokens or int(base.main_tokens * s),
+        main_tokens=main_tokens,
         n_mixtures=args.n_mixtures or base.n_mixtures,
         seeds=tuple(args.seeds) if args.seeds else base.seeds,
         lr=args.lr or base.lr,
@@ -72,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--data", help="your own shards instead of the embedded data")
     p.add_argument("--scale", type=float, default=4.0, help="tokens x s, widths x sqrt(s)")
+    p.add_argument(
+        "--proxy-tokens-per-param",
+        type=float,
+        help="train the proxies this many tokens per non-embedding parameter of the largest "
+        "proxy (the research note finds the curves bend near 300); overrides --proxy-tokens",
+    )
     p.add_argument("--proxy-widths", type=int, nargs="+")
     p.add_argument("--main-width", type=int)
     p.add_argument("--n-layer", type=int)
@@ -82,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--main-tokens", type=int)
     p.add_argument("--n-mixtures", type=int)
     p.add_argument("--train-cap", type=int, help="training bytes per domain")
+    p.add_argument("--large-cap", type=int, help="training bytes of the large domain (cpp)")
     p.add_argument("--val-cap", type=int, help="validation bytes per domain")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--lr", type=float)

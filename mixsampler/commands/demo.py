@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "torch's C++ headers, pydoc prose, package licences; package READMEs as a held-out "
             "target), train a proxy sweep of tiny GPTs, fit the additive and joint laws, "
             "optimize the mixture for the average training loss and for the held-out target, "
-            "train main runs at a larger N and D with the optimized, uniform and natural "
-            "mixtures on several seeds, and write OUT/report.md."
+            "train main runs at a larger N with the optimized, uniform and natural "
+            "mixtures on 3 seeds, compare them seed by seed, and write OUT/report.md."
         ),
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes: the same loop in ~1-3 min")
@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         nargs="+",
         default=None,
-        help="seeds of the main runs (at least 2; default 0 1)",
+        help="seeds of the main runs (at least 3; each fixes initialisation and data order "
+        "for every mixture; default 0 1 2)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: the cores available)"
@@ -59,9 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mixsampler.demo import pipeline, report
+    from mixsampler.demo import config, pipeline, report
 
-    cfg = pipeline.QUICK if args.quick else pipeline.FULL
+    cfg = config.QUICK if args.quick else config.FULL
     changes: dict[str, Any] = {}
     if args.seed is not None:
         changes["seed"] = args.seed

@@ -64,6 +64,13 @@ class DataConfig:
             scored at every validation, so its noise is common to all runs.
         doc_cap: bytes kept from the start of each document, so one huge file cannot fill a
             domain's cap alone.
+        large_domain: the domain that dominates the natural mixture, as CommonCrawl's 52 % of
+            SlimPajama: torch's C++ headers, the largest source by 3x (38 MB here), mostly
+            boilerplate (licence headers, includes, macros), so the natural mixture is mostly
+            plentiful text of doubtful value; the fitted law says what it is worth.
+        large_cap: training bytes of ``large_domain`` (instead of ``train_cap``); 3.3 MB
+            against 2 MB of Python and the two small domains gives it about 52 % of the
+            natural mixture.
     """
 
     seq_len: int = 64
@@ -71,12 +78,27 @@ class DataConfig:
     train_cap: int = 2_000_000
     val_cap: int = 8_192
     doc_cap: int = 32_768
+    large_domain: str = "cpp"
+    large_cap: int = 3_300_000
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "seqs_per_sample", "train_cap", "val_cap", "doc_cap"):
+        for name in (
+            "seq_len",
+            "seqs_per_sample",
+            "train_cap",
+            "val_cap",
+            "doc_cap",
+            "large_cap",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        names = [s.name for s in SOURCES if not s.target]
+        if self.large_domain not in names:
+            raise ValueError(
+                f"large_domain must be one of the training domains {names}, "
+                f"got {self.large_domain!r}"
+            )
         if self.val_cap < self.sample_bytes:
             raise ValueError(
                 f"val_cap must hold at least one sample of seqs_per_sample x (seq_len + 1) = "
@@ -103,6 +125,9 @@ class DomainData:
         train_docs: names of the documents used for training.
         val_docs: names of the documents used for validation.
         available_bytes: bytes the source had before the caps (None if not measured).
+        train_sha256: SHA-256 of the training text (embedded data) or of the training shards'
+            bytes in name order (``--data``); None for a held-out target.
+        val_sha256: the same for the validation split.
     """
 
     name: str
@@ -114,6 +139,8 @@ class DomainData:
     train_docs: list[str] = field(default_factory=list)
     val_docs: list[str] = field(default_factory=list)
     available_bytes: int | None = None
+    train_sha256: str | None = None
+    val_sha256: str = ""
 
 
 @dataclass
@@ -147,8 +174,23 @@ class DemoData:
             raise ValueError(f"training domains have no data: {sizes}")
         return {n: s / total for n, s in sizes.items()}
 
+    def fingerprint(self) -> str:
+        """One hash of every split of every domain: two reports with the same fingerprint
+        trained and validated on byte-identical data (the embedded text depends on the
+        installation: its packages' READMEs and licences).
+
+        Example:
+            >>> DemoData({}, "x").fingerprint()
+            'e3b0c44298fc'
+        """
+        h = hashlib.sha256()
+        for name, d in sorted(self.domains.items()):
+            h.update(f"{name}:{d.train_sha256}:{d.val_sha256};".encode())
+        return h.hexdigest()[:12] if self.domains else hashlib.sha256().hexdigest()[:12]
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "fingerprint": self.fingerprint(),
             "origin": self.origin,
             "config": self.config,
             "domains": {n: asdict(d) for n, d in self.domains.items()},
@@ -161,6 +203,13 @@ class DemoData:
             origin=obj["origin"],
             config=obj.get("config"),
         )
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------- sources
@@ -354,7 +403,7 @@ def select_documents(
 
 def _write_split(
     docs: list[tuple[str, bytes]], cap: int, raw_dir: Path, shard_dir: Path, domain: str, T: int
-) -> int:
+) -> tuple[int, str]:
     from mixsampler import write_shards
 
     # write_shards needs valid UTF-8: the cap must not leave half a character.
@@ -369,7 +418,7 @@ def _write_split(
         [str(text_path)], str(shard_dir), domain=domain, chunk_tokens=T, overwrite=True
     )
     # The tail shorter than one sample is dropped by write_shards: count only what is used.
-    return int(res.tokens)
+    return int(res.tokens), hashlib.sha256(blob).hexdigest()
 
 
 def build_default_data(out_dir: str | os.PathLike[str], cfg: DataConfig) -> DemoData:
@@ -392,9 +441,10 @@ def build_default_data(out_dir: str | os.PathLike[str], cfg: DataConfig) -> Demo
     T = cfg.sample_bytes
     domains: dict[str, DomainData] = {}
     for src in SOURCES:
+        cap = cfg.large_cap if src.name == cfg.large_domain else cfg.train_cap
         train, val, available = select_documents(
             src.docs(),
-            train_cap=cfg.train_cap,
+            train_cap=cap,
             val_cap=cfg.val_cap,
             doc_cap=cfg.doc_cap,
             target=src.target,
@@ -412,14 +462,14 @@ def build_default_data(out_dir: str | os.PathLike[str], cfg: DataConfig) -> Demo
             available_bytes=available,
             val_docs=[n for n, _ in val],
         )
-        dom.val_bytes = _write_split(
+        dom.val_bytes, dom.val_sha256 = _write_split(
             val, cfg.val_cap, out / "text" / "val", Path(dom.val), src.name, T
         )
         if not src.target:
             dom.train = str(out / "shards" / src.name / "train")
             dom.train_docs = [n for n, _ in train]
-            dom.train_bytes = _write_split(
-                train, cfg.train_cap, out / "text" / "train", Path(dom.train), src.name, T
+            dom.train_bytes, dom.train_sha256 = _write_split(
+                train, cap, out / "text" / "train", Path(dom.train), src.name, T
             )
         domains[src.name] = dom
     data = DemoData(domains=dict(sorted(domains.items())), origin="embedded", config=asdict(cfg))
@@ -461,6 +511,8 @@ def load_user_data(data_dir: str | os.PathLike[str]) -> DemoData:
             val_bytes=sum(p.stat().st_size for p in val_tars),
             train_docs=[p.name for p in train_tars],
             val_docs=[p.name for p in val_tars],
+            train_sha256=_sha256_files(train_tars) if train_tars else None,
+            val_sha256=_sha256_files(val_tars),
         )
     data = DemoData(domains=domains, origin=str(root))
     if len(data.train_domains) < 2:

@@ -1,0 +1,164 @@
+"""The demo's sizes: :class:`DemoConfig` and its presets :data:`FULL` and :data:`QUICK`.
+
+Example:
+    >>> from mixsampler.demo.config import QUICK, scaled
+    >>> scaled(QUICK, seeds=(0, 1, 2, 3)).seeds
+    (0, 1, 2, 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mixsampler.demo.data import DataConfig
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo; the two presets are :data:`FULL` and :data:`QUICK`.
+
+    Attributes:
+        data: what the embedded data takes from the installation.
+        batch_size: sequences per step (a multiple of ``data.seqs_per_sample``); tokens per
+            step = batch_size * seq_len.
+        n_layer: depth of every model; the sweep varies width only, as the paper's models do.
+        n_head: attention heads of every model.
+        proxy_widths: ``d_model`` of the proxy sizes; at least 3, so the laws can be fitted on
+            the smaller ones and checked on the largest (extrapolation in N).
+        proxy_tokens: tokens each proxy run trains on. As long as a main run by default:
+            at this size the curves are not power laws in D (measured in the report's
+            held-out-D column and in the research note: fitted on the first half of each proxy
+            curve, E + B/D^beta is 5 to 8 % too high at 2x D, for every batch size, learning
+            rate, width and depth tried within the CPU budget), so the demo extrapolates only
+            in N, where the law is checked on the largest proxy size.
+        n_mixtures: distinct mixtures per proxy size; the paper finds about 10 enough for
+            3 or 4 domains.
+        min_weight: smallest weight of a domain in the plan's grid (the paper's public table
+            uses 0.02); the optimum is kept above it too, so the law is never asked about a
+            region no proxy run visited.
+        evals_per_run: validations per run: each is one run-table row (one D point).
+        main_width: ``d_model`` of the main runs (a larger N than every proxy).
+        main_tokens: tokens of each main run (at least ``proxy_tokens``; a larger D than the
+            proxies' is an extrapolation in D, which the report measures but this size does
+            not support).
+        seeds: seeds of the main runs; their spread is the noise floor of the verdict. Seed s
+            sets both the initialisation and the data order (the sampler's seed), and is the
+            same for every mixture, so mixtures are compared seed by seed.
+        max_repeat: epochs of a domain's training text a main run may use (the optimizer's
+            data-availability constraint).
+        lr: constant learning rate after warm-up (so every validation is a usable D point).
+            Measured at width 48, 1.5M tokens, two seeds: 3e-3 spread them by 0.06 nats/byte,
+            2e-3 by 0.008 at a loss only 0.1 higher, 1e-3 by 0.009 but 0.2 higher.
+        warmup_steps: linear warm-up steps.
+        grad_clip: gradient norm clipping (nanoGPT's 1.0). The seed spread is the noise floor
+            every mixture comparison must clear; at lr 3e-3 two seeds ended 0.08 nats/byte
+            apart after 3M tokens unclipped and 0.06 apart after 1.5M clipped.
+        seed: seed of the plan, the proxy runs and the fits.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 16
+    n_layer: int = 2
+    n_head: int = 2
+    proxy_widths: tuple[int, ...] = (32, 48, 64)
+    proxy_tokens: int = 900_000
+    n_mixtures: int = 10
+    min_weight: float = 0.02
+    evals_per_run: int = 8
+    main_width: int = 96
+    main_tokens: int = 900_000
+    seeds: tuple[int, ...] = (0, 1, 2)
+    max_repeat: float = 4.0
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.proxy_widths) < 3 or len(set(self.proxy_widths)) != len(self.proxy_widths):
+            raise ValueError(
+                f"proxy_widths needs at least 3 distinct sizes (fit on the smaller, check on "
+                f"the largest), got {self.proxy_widths}"
+            )
+        if self.main_width <= max(self.proxy_widths):
+            raise ValueError(
+                f"main_width must exceed every proxy width {self.proxy_widths}, "
+                f"got {self.main_width}"
+            )
+        if self.main_tokens < self.proxy_tokens:
+            raise ValueError(
+                f"main_tokens must be at least proxy_tokens={self.proxy_tokens}, "
+                f"got {self.main_tokens}"
+            )
+        if len(self.seeds) < 3 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(
+                f"seeds needs at least 3 distinct seeds (their spread is the noise floor of "
+                f"every comparison; 2 seeds understate it), got {self.seeds}"
+            )
+        if not 0 <= self.min_weight < 0.25:
+            raise ValueError(f"min_weight must be in [0, 0.25), got {self.min_weight}")
+        if self.batch_size % self.data.seqs_per_sample:
+            raise ValueError(
+                f"batch_size must be a multiple of data.seqs_per_sample="
+                f"{self.data.seqs_per_sample}, got {self.batch_size}"
+            )
+        for name in ("batch_size", "proxy_tokens", "n_mixtures", "evals_per_run", "main_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.data.seq_len
+
+
+FULL = DemoConfig()
+
+QUICK = DemoConfig(
+    # train_cap above the two small domains (prose, licenses) so the natural mixture is not
+    # uniform, as in the full demo.
+    # large_cap keeps cpp at about half of the natural mixture, as in the full demo.
+    data=DataConfig(
+        seq_len=64, train_cap=1_000_000, val_cap=2_048, doc_cap=16_384, large_cap=2_100_000
+    ),
+    batch_size=16,
+    n_layer=1,
+    proxy_widths=(16, 24, 32),
+    proxy_tokens=61_440,
+    n_mixtures=6,
+    evals_per_run=4,
+    main_width=48,
+    main_tokens=61_440,
+    lr=3e-3,
+    warmup_steps=5,
+)
+
+
+@dataclass
+class RunSpec:
+    """One training run of the demo.
+
+    Attributes:
+        name: unique run name (the ``run`` column of its rows).
+        stage: "proxy" or "main".
+        width: ``d_model``.
+        tokens: planned training tokens.
+        weights: the training mixture.
+        seed: model initialisation and data order.
+        mixture: the mixture's label (e.g. "uniform", "optimized-avg", "mix03").
+        weights_file: WEIGHTS.json that MixtureWeights reads (main runs), or None.
+    """
+
+    name: str
+    stage: str
+    width: int
+    tokens: int
+    weights: dict[str, float]
+    seed: int
+    mixture: str
+    weights_file: str | None = None
+
+
+def scaled(cfg: DemoConfig, **changes: Any) -> DemoConfig:
+    """A copy of ``cfg`` with some fields changed (validated again)."""
+    return replace(cfg, **changes)

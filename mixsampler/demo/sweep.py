@@ -1,0 +1,95 @@
+"""The proxy sweep's plan: ``mixsampler.make_plan`` on the demo's domains and sizes.
+
+Example:
+    >>> from mixsampler.demo.sweep import make_proxy_plan  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mixsampler.demo.config import DemoConfig, RunSpec
+from mixsampler.demo.data import DemoData
+from mixsampler.demo.runs import eval_every
+
+
+def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
+    """Proxy runs: the same evenly spaced mixtures at every proxy size (``make_plan``).
+
+    The plan is also written the way ``mixsampler plan`` writes it (``plan.csv`` and one
+    LightningCLI config per run under ``out``), so the sweep can be rerun outside the demo.
+    """
+    from mixsampler import make_plan
+
+    domains = list(data.train_domains)
+    sizes = {f"d{w}": {"model.init_args.cfg.d_model": w} for w in cfg.proxy_widths}
+    plan = make_plan(
+        domains,
+        token_budgets=[cfg.proxy_tokens],
+        model_sizes=sizes,
+        design="grid",
+        # The mixture count is set by hand from the paper's finding (about 10 mixtures for
+        # 3 or 4 domains), not from the joint law's total parameter count: its N and D terms
+        # are identified by the sizes and the validations, not by more mixtures.
+        law=None,
+        n_mixtures=cfg.n_mixtures,
+        min_weight=cfg.min_weight,
+        seed=cfg.seed,
+    )
+    plan.write(
+        out,
+        base_config=_base_config(cfg, data),
+        tokens_per_step=cfg.tokens_per_step,
+        runs_dir="runs/proxy",
+    )
+    specs = []
+    for run in plan.runs:
+        specs.append(
+            RunSpec(
+                name=str(run["run"]),
+                stage="proxy",
+                width=int(sizes[run["model"]]["model.init_args.cfg.d_model"]),
+                tokens=int(run["n_tokens"]),
+                weights={d: float(run[f"weight_{d}"]) for d in domains},
+                seed=cfg.seed,
+                mixture=f"m{run['mixture']}",
+            )
+        )
+    return specs
+
+
+def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
+    """The LightningCLI config the demo's proxy runs correspond to (written per run)."""
+    return {
+        "model": {
+            "class_path": "mixsampler.demo.model.TinyGPT",
+            "init_args": {
+                "cfg": {
+                    "seq_len": cfg.data.seq_len,
+                    "n_layer": cfg.n_layer,
+                    "n_head": cfg.n_head,
+                    "d_model": cfg.proxy_widths[0],
+                },
+                "train_cfg": {"lr": cfg.lr, "warmup_steps": cfg.warmup_steps},
+            },
+        },
+        "data": {
+            "class_path": "mixsampler.MixtureDataModule",
+            "init_args": {
+                "train": {d: data.domains[d].train for d in data.train_domains},
+                "val": {n: d.val for n, d in data.domains.items()},
+                "batch_size": cfg.batch_size // cfg.data.seqs_per_sample,
+                "num_workers": 0,
+                "seed": cfg.seed,
+                "collate_fn": "mixsampler.demo.model.collate_bytes",
+            },
+        },
+        "trainer": {
+            "val_check_interval": eval_every(cfg, cfg.proxy_tokens),
+            "check_val_every_n_epoch": None,
+            "num_sanity_val_steps": 0,
+            "logger": False,
+            "enable_checkpointing": False,
+        },
+    }
