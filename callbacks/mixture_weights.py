@@ -19,6 +19,9 @@ Unconverged weights are refused: a WEIGHTS.json with ``success: false`` (read by
 ``laws.weightsfile.read_weights``) or a law whose optimum did not converge, unless
 ``allow_unconverged=True``.
 
+This module owns the callback (hooks, state, resume); the mixtures themselves (schedule,
+files, solving, comparing) are in ``callbacks._mixtures``, setting them in ``callbacks._sampler``.
+
 A schedule ``[{"step": s, "weights": {...}}, ...]`` changes the mixture during training: the
 batches of optimizer step ``s`` onward are drawn with the new weights. With ``num_workers=0``
 the switch is exact (the callback allows for Lightning's one batch of lookahead); with workers,
@@ -33,8 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import enum
-import json
 import logging
 import math
 import os
@@ -52,24 +53,22 @@ from callbacks._common import (
     check_model_size,
     check_weights,
     count_parameters,
-    find_mixture_dataset,
 )
+from callbacks._mixtures import (
+    OnResume,
+    _check_schedule,
+    _fmt,
+    _read_weights_file,
+    _same,
+    _same_schedule,
+    solve_law,
+    write_json,
+)
+from callbacks._sampler import apply_weights, schedule_exactly
 
 __all__ = ["MixtureWeights"]
 
 log = logging.getLogger(__name__)
-
-
-class OnResume(str, enum.Enum):
-    """What a resume does when this run's arguments give other weights than the checkpoint's."""
-
-    ERROR = "error"  # refuse: a silent choice either way trains on a mixture nobody asked for
-    CHECKPOINT = "checkpoint"  # keep training on the checkpoint's mixture
-    NEW = "new"  # train on the new weights from the restored step on
-
-
-# Two weights that differ by less are the same mixture (a law re-solved on resume).
-_SAME = 1e-6
 
 
 class MixtureWeights(Callback):
@@ -243,24 +242,8 @@ class MixtureWeights(Callback):
         self._announce(trainer)
 
     def _schedule_exactly(self, trainer: pl.Trainer) -> bool:
-        """Hand the rest of the schedule to the sampler, which switches at the exact sample.
-
-        Without this a switch reaches training up to ``num_workers x prefetch_factor`` batches
-        late (the workers' prefetched batches keep the old weights). Step ``s`` is loader batch
-        ``s x accumulate_grad_batches``: the first batch trained at optimizer step ``s``. False
-        when the sampler cannot schedule (no MixtureDataset, or no batch size known).
-        """
-        pending = self.schedule[self._applied :]
-        ds = find_mixture_dataset(trainer)
-        batch_size = getattr(ds, "batch_size", None) or getattr(
-            trainer.datamodule, "batch_size", None
-        )
-        if not pending or ds is None or not hasattr(ds, "scheduled") or not batch_size:
-            return False
-        accumulate = max(1, trainer.accumulate_grad_batches)
-        for step, weights in pending:
-            ds.set_weights(weights, at_step=step * accumulate, batch_size=int(batch_size))
-        return True
+        """Hand the rest of the schedule to the sampler (see :func:`schedule_exactly`)."""
+        return schedule_exactly(trainer, self.schedule[self._applied :])
 
     def _announce(self, trainer: pl.Trainer) -> None:
         if self._weights is None:
@@ -274,35 +257,19 @@ class MixtureWeights(Callback):
         rank_zero_info(f"MixtureWeights: training mixture {shares} (from {self._source}){where}")
 
     def _solve(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
-        import laws
-
         n = count_parameters(pl_module, self.model_size)
         weights: dict[str, float] | None = None
         info: dict[str, Any] = {}
         if trainer.is_global_zero:
-            fitted = laws.load_laws(self.law_file)
-            result = laws.optimize(
-                fitted,
-                model_size=float(n),
-                n_tokens=float(self.planned_tokens),
-                objective=self.objective,
-                min_weight=self.min_weight,
-                **self.optimize_kwargs,
+            weights, info = solve_law(
+                self.law_file,
+                n,
+                self.planned_tokens,
+                self.objective,
+                self.min_weight,
+                self.optimize_kwargs,
+                self.allow_unconverged,
             )
-            if not result.success:
-                message = (
-                    f"MixtureWeights: the optimum of law_file {str(self.law_file)!r} did not"
-                    f" converge at N={n}, D={self.planned_tokens:g}: {result.message}"
-                )
-                if not self.allow_unconverged:
-                    raise ValueError(
-                        f"{message}; its weights may be far from optimal. Fix the law or the"
-                        " optimize_kwargs (more n_starts / max_iter), or pass"
-                        " allow_unconverged=True to train on them anyway"
-                    )
-                rank_zero_warn(message + "; training on them (allow_unconverged=True)")
-            weights = {d: float(w) for d, w in result.weights.items()}
-            info = result.to_json()
             log.info(
                 "MixtureWeights: solved %s at N=%d, D=%g: %s",
                 self.law_file,
@@ -357,28 +324,11 @@ class MixtureWeights(Callback):
 
     def _apply(self, trainer: pl.Trainer, *, warn_late: bool) -> bool:
         """Set the weights on the datamodule / sampler; False when there is none yet."""
-        if self._weights is None:
-            return False
-        dm = trainer.datamodule
-        if dm is not None and callable(getattr(dm, "set_weights", None)):
-            dm.set_weights(self._weights)
-            return True
-        ds = find_mixture_dataset(trainer)
-        if ds is None:
-            return False
-        if warn_late:
-            rank_zero_warn(
-                "MixtureWeights: the mixture sampler was only found at train start, after the"
-                " loader started; batches already prefetched keep the old weights"
-            )
-        ds.set_weights(self._weights)
-        return True
+        return apply_weights(trainer, self._weights, warn_late=warn_late)
 
     def _write_json(self, trainer: pl.Trainer) -> None:
         if self.filename is None or not trainer.is_global_zero or self._weights is None:
             return
-        folder = self._folder or Path(trainer.default_root_dir)
-        folder.mkdir(parents=True, exist_ok=True)
         content = {
             "weights": self._normalized(),
             "source": self._source,
@@ -388,9 +338,7 @@ class MixtureWeights(Callback):
         }
         if self._solved:
             content["solved"] = self._solved
-        tmp = folder / (self.filename + ".tmp")
-        tmp.write_text(json.dumps(content, indent=2))
-        os.replace(tmp, folder / self.filename)
+        write_json(self._folder or Path(trainer.default_root_dir), self.filename, content)
 
     # ------------------------------------------------------------------ state
 
@@ -444,55 +392,3 @@ class MixtureWeights(Callback):
             self._set_before_start = self._apply(self._trainer, warn_late=False)
             self._write_json(self._trainer)
             self._announce(self._trainer)
-
-
-def _same(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
-    ta, tb = sum(a.values()), sum(b.values())
-    return set(a) == set(b) and all(abs(a[d] / ta - b[d] / tb) <= _SAME for d in a)
-
-
-def _same_schedule(a: list, b: list) -> bool:
-    pairs = zip(a, b, strict=False)
-    return len(a) == len(b) and all(s == t and _same(u, v) for (s, u), (t, v) in pairs)
-
-
-def _fmt(weights: Mapping[str, float] | None) -> str:
-    if not weights:
-        return "no weights"
-    total = sum(weights.values())
-    return "{" + ", ".join(f"{d}: {w / total:.4g}" for d, w in weights.items()) + "}"
-
-
-def _read_weights_file(path: Path, allow_unconverged: bool) -> dict[str, float]:
-    from laws.weightsfile import read_weights
-
-    # Its UnconvergedWeightsError (a ValueError) says what to do; the weights sum to 1.
-    wf = read_weights(path, allow_unconverged=allow_unconverged)
-    return check_weights(dict(wf.weights), f"{path}: weights")
-
-
-def _check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
-    if schedule is None:
-        return []
-    if isinstance(schedule, (str, Mapping)) or not isinstance(schedule, Sequence):
-        raise ValueError(
-            f"schedule must be a list of {{'step': int, 'weights': {{...}}}}, got {schedule!r}"
-        )
-    out: list[tuple[int, dict[str, float]]] = []
-    for i, entry in enumerate(schedule):
-        if isinstance(entry, Mapping):
-            step, weights = entry.get("step"), entry.get("weights")
-        elif isinstance(entry, Sequence) and len(entry) == 2:
-            step, weights = entry
-        else:
-            raise ValueError(
-                f"schedule[{i}] must be {{'step': int, 'weights': ...}}, got {entry!r}"
-            )
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"schedule[{i}]['step'] must be an int >= 0, got {step!r}")
-        if out and step <= out[-1][0]:
-            raise ValueError(
-                f"schedule steps must increase, got {step} after {out[-1][0]} at schedule[{i}]"
-            )
-        out.append((step, check_weights(weights, f"schedule[{i}]['weights']")))
-    return out

@@ -22,6 +22,8 @@ Three designs of mixtures on the simplex, each with a minimum weight per domain:
   which turns uniform points into Dirichlet(1) ones), so the mixtures fill the simplex more
   evenly than i.i.d. draws for the same count.
 
+This module owns the sweep (sizing, runs, configs); the designs are in :mod:`mixsampler.designs`.
+
 Example:
     >>> plan = make_plan(["web", "code", "books"], token_budgets=[1e8], law="joint")
     >>> plan.n_mixtures, plan.mixture_params, plan.n_params, len(plan.runs)
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from laws.schema import N_TOKENS, RUN, weight_column
+from mixsampler.designs import DESIGNS, design_weights
 
 __all__ = [
     "DESIGNS",
@@ -57,7 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DESIGNS: tuple[str, ...] = ("grid", "dirichlet", "sobol")
 # Limits checked before any work, so a typo (n_mixtures=100000000) fails at once instead of
 # running for minutes. A proxy sweep is tens to hundreds of runs (RegMix: 512); these are far
 # above any real sweep and still write in seconds.
@@ -298,16 +300,7 @@ def make_plan(
             law,
         )
     _check_size(n_mixtures, len(sizes), len(budgets))
-    if design == "grid":
-        x = _grid_design(k, n_mixtures, min_weight, grid_steps, seed)
-    elif design == "dirichlet":
-        if not (isinstance(alpha, (int, float)) and alpha > 0):
-            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-        x = _dirichlet_design(k, n_mixtures, alpha, seed)
-    else:
-        x = _sobol_design(k, n_mixtures, seed)
-    weights = min_weight + (1.0 - k * min_weight) * x
-    weights /= weights.sum(axis=1, keepdims=True)
+    weights = design_weights(design, k, n_mixtures, min_weight, grid_steps, alpha, seed)
 
     width = len(str(n_mixtures - 1))
     runs = []
@@ -345,60 +338,6 @@ def _check_size(n_mixtures: int, n_sizes: int, n_budgets: int) -> None:
             f"model_sizes x {n_budgets} token_budgets), more than the limit of {MAX_RUNS:,}; "
             "lower n_mixtures or give fewer model_sizes or token_budgets"
         )
-
-
-def _grid_design(k: int, n: int, m: float, steps: int | None, seed: int) -> np.ndarray:
-    """Seeded subset of the compositions of S into k parts, divided by S."""
-    if steps is None:
-        # A step near 1/(2k) reproduces the paper's grid (k=7, m=0.02 -> S=13); grow S until the
-        # grid has room for n distinct points.
-        steps = max(1, math.ceil(2 * k * (1.0 - k * m)))
-        while math.comb(steps + k - 1, k - 1) < n:
-            steps += 1
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"grid_steps must be a positive integer, got {steps!r}")
-    size = math.comb(steps + k - 1, k - 1)
-    if size < n:
-        raise ValueError(
-            f"grid_steps={steps} gives {size} grid points for {k} domains, fewer than the {n}"
-            " mixtures asked for; raise grid_steps or lower n_mixtures"
-        )
-    rng = np.random.default_rng(seed)
-    if size <= 200_000:
-        comps = np.array(list(_compositions(steps, k)), dtype=float)
-        picked = comps[np.sort(rng.choice(size, size=n, replace=False))]
-    else:
-        # Too many to enumerate: rejection-sample distinct compositions (stars and bars).
-        seen: set[tuple[int, ...]] = set()
-        while len(seen) < n:
-            bars = np.sort(rng.choice(steps + k - 1, size=k - 1, replace=False))
-            c = np.diff(np.concatenate([[-1], bars, [steps + k - 1]])) - 1
-            seen.add(tuple(int(v) for v in c))
-        picked = np.array(sorted(seen), dtype=float)
-    return picked / steps
-
-
-def _compositions(total: int, k: int):
-    """All k-tuples of non-negative integers summing to total, in lexicographic order."""
-    if k == 1:
-        yield (total,)
-        return
-    for first in range(total + 1):
-        for rest in _compositions(total - first, k - 1):
-            yield (first, *rest)
-
-
-def _dirichlet_design(k: int, n: int, alpha: float, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).dirichlet(np.full(k, float(alpha)), size=n)
-
-
-def _sobol_design(k: int, n: int, seed: int) -> np.ndarray:
-    from scipy.stats import qmc
-
-    # Draw a power of two (Sobol's balance property holds for those) and keep the first n.
-    u = qmc.Sobol(d=k, scramble=True, seed=seed).random_base2(max(1, math.ceil(math.log2(n))))[:n]
-    e = -np.log1p(-np.clip(u, 0.0, 1.0 - 1e-12))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _model_sizes(sizes: Mapping[str, Mapping[str, Any]] | Sequence[str]) -> dict[str, dict]:
