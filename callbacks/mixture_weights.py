@@ -23,10 +23,11 @@ This module owns the callback (hooks, state, resume); the mixtures themselves (s
 files, solving, comparing) are in ``callbacks._mixtures``, setting them in ``callbacks._sampler``.
 
 A schedule ``[{"step": s, "weights": {...}}, ...]`` changes the mixture during training: the
-batches of optimizer step ``s`` onward are drawn with the new weights. With ``num_workers=0``
-the switch is exact (the callback allows for Lightning's one batch of lookahead); with workers,
-batches they have already prepared keep the old weights, up to ``num_workers x prefetch_factor``
-batches.
+batches of optimizer step ``s`` onward are drawn with the new weights. The schedule is handed
+to the sampler (``MixtureDataset.set_weights(..., at_step=)``), which switches at the exact
+sample with any number of workers and across a resume. Only a sampler that cannot schedule
+(no batch size known) gets the weights when the step starts, and with workers the batches
+already prefetched then keep the old weights (up to ``num_workers x prefetch_factor``).
 
 Example:
     >>> cb = MixtureWeights({"web": 0.6, "code": 0.4})
