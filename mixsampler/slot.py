@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mixsampler import schedule
+from mixsampler.readers import END, ReaderContext
 from mixsampler.shared import _CORRUPT, _SAMPLES, _TICK, _TOKENS, _VERSION, _W
-from mixsampler.sources import END, ReaderContext
 from mixsampler.tario import CorruptShardError
 
 if TYPE_CHECKING:
