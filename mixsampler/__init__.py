@@ -21,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "write_shards": "mixsampler.shards",
     "ShardResult": "mixsampler.shards",
     "MixtureDataModule": "mixsampler.datamodule",
-    "MixtureLoader": "mixsampler.datamodule",
+    "MixtureLoader": "mixsampler.loader",
     "make_plan": "mixsampler.plan",
     "Plan": "mixsampler.plan",
     "run_sweep": "mixsampler.sweep",

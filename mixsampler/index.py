@@ -14,7 +14,7 @@ is built once by walking the shard (the same walk, and the same corrupt-member h
 A cached index is used only while the shard's size and modification time are the ones it
 was built from; otherwise it is rebuilt. URLs without random access (``pipe:``, ``http:``,
 ``s3:`` ...) are indexed in memory by streaming them once per process; see
-:class:`mixsampler.sources.TarReader` for what that costs.
+:class:`mixsampler.tarreader.TarReader` for what that costs.
 
 Example:
     >>> idx = build_index("data/web-000000.tar")  # doctest: +SKIP

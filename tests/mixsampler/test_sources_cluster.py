@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from mixsampler import MixtureDataset, index, sources
+from mixsampler import MixtureDataset, index, tarreader
 from mixsampler.sources import END, ReaderContext, source_spec
 
 
@@ -105,7 +105,7 @@ def test_the_first_sample_needs_one_read_not_a_whole_block(shards, monkeypatch):
     b = shards("b", 1, 300, length=lambda i: 1000)
     for url in a + b:
         index.build_index(url)
-    monkeypatch.setattr(sources, "open", _counting_open, raising=False)
+    monkeypatch.setattr(tarreader, "open", _counting_open, raising=False)
 
     def make():
         return MixtureDataset({"a": a, "b": b}, {"a": 0.5, "b": 0.5}, shuffle_buffer=200)
