@@ -18,11 +18,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,7 +270,10 @@ def _global_starts(
         else:
             prob.notes.append("init ignored: its parameters do not match the law")
     elif settings.warm_start and warm_from is not None:
-        warm_res = fit(table, warm_from, prob.target, seed=seed, settings=settings)
+        # The warm start's own warnings are about a law nobody asked for (only its optimum is
+        # used); the law being fitted makes its own checks.
+        with _warnings_muted():
+            warm_res = fit(table, warm_from, prob.target, seed=seed, settings=settings)
         search.nfev += warm_res.nfev
         emb = _embed(warm_res.law, form)
         if emb is not None:
@@ -351,6 +355,20 @@ def _result(
         fixed=list(prob.fixed),
         warnings=tuple(warnings),
     )
+
+
+@contextlib.contextmanager
+def _warnings_muted() -> Iterator[None]:
+    """Drop this module's warnings while the block runs (the warm-start fit)."""
+
+    def below_warning(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+    log.addFilter(below_warning)
+    try:
+        yield
+    finally:
+        log.removeFilter(below_warning)
 
 
 def fit(

@@ -171,3 +171,17 @@ def test_a_parameter_on_its_bound_is_named(helpers: Any, synth_table: Any) -> No
     assert res.success  # converged, and still not identified
     (w,) = [w for w in res.warnings if w.startswith("beta")]
     assert "lower bound 0.001" in w and "more token counts" in w
+
+
+def test_joint_fit_does_not_repeat_its_warm_starts_warnings(
+    helpers: Any, synth_table: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The joint law starts from a fitted additive law. With 6 mixtures of 3 domains both laws'
+    # mixture terms are unidentified, but only the joint law's own warnings belong in the log:
+    # the additive fit is a starting point, not a law the user asked for.
+    table = synth_table({"a": helpers.true_law("additive")}, n_mix=6)
+    caplog.set_level(logging.WARNING, logger="laws")
+    res = fit(table, "joint", "a", seed=0, settings=FAST)
+    messages = [r.getMessage() for r in caplog.records]
+    assert res.warnings and all(m.startswith("fit joint/a:") for m in messages), messages
+    assert not any(m.startswith("fit additive/") for m in messages)
