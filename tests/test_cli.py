@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,39 +28,31 @@ def test_unknown_verb_is_rejected() -> None:
     assert exc.value.code == 2
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    rc = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    for n in needles:
-        assert n in err, (n, err)
-    return err
-
-
-def test_plan_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_bad_inputs_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_fails: Any
+) -> None:
     base = ["plan", "--domains", "a,b", "--tokens", "1e6"]
     a_file = tmp_path / "f.txt"
     a_file.write_text("x")
-    _fails([*base, "-o", a_file], capsys, "-o", "f.txt", "is a file")
-    _fails([*base, "-o", a_file / "sub"], capsys, "is a file, not a folder")
+    cli_fails([*base, "-o", a_file], "-o", "f.txt", "is a file")
+    cli_fails([*base, "-o", a_file / "sub"], "is a file, not a folder")
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("trainer: [1, 2\nmodel: 3\n")
-    _fails([*base, "--config", bad_yaml, "-o", tmp_path / "o1"], capsys, "bad.yaml", "line 2")
+    cli_fails([*base, "--config", bad_yaml, "-o", tmp_path / "o1"], "bad.yaml", "line 2")
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
-    _fails([*base, "--config", listy, "-o", tmp_path / "o2"], capsys, "must hold a YAML mapping")
-    _fails([*base, "--config", tmp_path, "-o", tmp_path / "o3"], capsys, "is a folder")
-    _fails([*base, "--config", tmp_path / "nope.yaml", "-o", tmp_path / "o4"], capsys, "nope")
-    _fails(["plan", "--domains", "a,a", "--tokens", "1e6", "-o", tmp_path / "o5"], capsys, "a,a")
-    _fails([*base[:-1], "-5", "-o", tmp_path / "o6"], capsys, "--tokens", "-5")
-    _fails([*base[:-1], "lots", "-o", tmp_path / "o6"], capsys, "--tokens", "'lots'")
+    cli_fails([*base, "--config", listy, "-o", tmp_path / "o2"], "must hold a YAML mapping")
+    cli_fails([*base, "--config", tmp_path, "-o", tmp_path / "o3"], "is a folder")
+    cli_fails([*base, "--config", tmp_path / "nope.yaml", "-o", tmp_path / "o4"], "nope")
+    cli_fails(["plan", "--domains", "a,a", "--tokens", "1e6", "-o", tmp_path / "o5"], "a,a")
+    cli_fails([*base[:-1], "-5", "-o", tmp_path / "o6"], "--tokens", "-5")
+    cli_fails([*base[:-1], "lots", "-o", tmp_path / "o6"], "--tokens", "'lots'")
     out = tmp_path / "sweep"
     assert cli.main([*base, "--tokens", "50M", "-o", str(out)]) == 0
     assert (out / "plan.csv").exists()
     capsys.readouterr()
     # A second plan into the same folder would mix its configs with the first one's.
-    _fails([*base, "-o", out], capsys, "already holds a plan")
+    cli_fails([*base, "-o", out], "already holds a plan")
 
 
 @pytest.mark.parametrize(
@@ -74,6 +67,7 @@ def test_plan_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_user_errors_become_one_line_exit_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    cli_fails: Any,
     exc: BaseException,
     needle: str,
     tmp_path: Path,
@@ -84,7 +78,7 @@ def test_user_errors_become_one_line_exit_2(
         raise exc
 
     monkeypatch.setattr(predict, "_cmd_predict", boom)
-    _fails(["predict", "L.json", "r.csv", "-o", tmp_path / "p.csv"], capsys, needle)
+    cli_fails(["predict", "L.json", "r.csv", "-o", tmp_path / "p.csv"], needle)
 
 
 def test_bugs_still_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -20,23 +20,15 @@ def files(tmp_path: Path, helpers: Any) -> dict[str, Path]:
     return {"runs": runs, "law": law, "dir": tmp_path}
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    rc = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1, err
-    for n in needles:
-        assert n in err, (n, err)
-    return err
-
-
 def _edit(path: Path, old: str, new: str, name: str) -> Path:
     out = path.with_name(name)
     out.write_text(path.read_text().replace(old, new, 1))
     return out
 
 
-def test_bad_run_tables(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_run_tables(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
+) -> None:
     runs, law, tmp = files["runs"], files["law"], files["dir"]
     lines = runs.read_text().splitlines(keepends=True)
     cells = lines[1].rstrip("\n").split(",")
@@ -54,17 +46,19 @@ def test_bad_run_tables(files: dict[str, Path], capsys: pytest.CaptureFixture[st
         ["evaluate", law],
     ):
         head, rest = ([verb[0]], verb[1:]) if verb[0] == "fit" else (verb[:2], verb[2:])
-        _fails([*head, neg, *rest], capsys, "neg.csv, row 2, column a_loss", "'-2.5'")
-        _fails([*head, shifted, *rest], capsys, "shifted.csv, row 2:", "fields")
-        _fails([*head, dup, *rest], capsys, "dup.csv, row 1: duplicated column", "a_loss")
-        _fails([*head, empty, *rest], capsys, "empty.csv: empty file")
-        _fails([*head, tmp, *rest], capsys, "is a directory")
-        _fails([*head, runs, "--where", "model_size > 1e12", *rest], capsys, "no rows left")
-        _fails([*head, runs, "--where", "10**10**10 > 1", *rest], capsys, "--where")
-        _fails([*head, runs, "--where", "not " * 5000 + "x", *rest], capsys, "--where")
+        cli_fails([*head, neg, *rest], "neg.csv, row 2, column a_loss", "'-2.5'")
+        cli_fails([*head, shifted, *rest], "shifted.csv, row 2:", "fields")
+        cli_fails([*head, dup, *rest], "dup.csv, row 1: duplicated column", "a_loss")
+        cli_fails([*head, empty, *rest], "empty.csv: empty file")
+        cli_fails([*head, tmp, *rest], "is a directory")
+        cli_fails([*head, runs, "--where", "model_size > 1e12", *rest], "no rows left")
+        cli_fails([*head, runs, "--where", "10**10**10 > 1", *rest], "--where")
+        cli_fails([*head, runs, "--where", "not " * 5000 + "x", *rest], "--where")
 
 
-def test_bad_law_files(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_law_files(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
+) -> None:
     runs, law, tmp = files["runs"], files["law"], files["dir"]
     cases = [
         (_edit(law, '"use_n": true', '"use_n": "false"', "s.json"), "laws.a.use_n", "'false'"),
@@ -74,44 +68,52 @@ def test_bad_law_files(files: dict[str, Path], capsys: pytest.CaptureFixture[str
         (_edit(law, '"laws": {', '"laws": [], "x": {', "o.json"), "field laws: must be an o", ""),
     ]
     for path, *needles in cases:
-        _fails(["predict", path, runs, "-o", tmp / "p.csv"], capsys, str(path.name), *needles)
-        _fails(
+        cli_fails(["predict", path, runs, "-o", tmp / "p.csv"], str(path.name), *needles)
+        cli_fails(
             ["optimize", path, "--model-size", "1e9", "--tokens", "1e10", "-o", tmp / "w"],
-            capsys,
             *needles,
         )
-    _fails(["evaluate", tmp, runs], capsys, "is a directory")
+    cli_fails(["evaluate", tmp, runs], "is a directory")
 
 
-def test_bad_arguments(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
+) -> None:
     law, tmp = files["law"], files["dir"]
     base = ["optimize", law, "--model-size", "1e9", "--tokens", "1e10", "-o", tmp / "w.json"]
-    _fails([*base, "--objective", "a=1,a=5"], capsys, "--objective names 'a' twice")
-    _fails([*base, "--max-weight", "a=0.5", "--max-weight", "a=0.7"], capsys, "'a' twice")
-    _fails([*base, "--objective", "zz=1"], capsys, "zz")
-    _fails([*base, "--min-weight", "q=0.1"], capsys, "q")
-    _fails([*base, "--tokens", "1e999"], capsys, "--tokens must be finite")
-    _fails(["predict", law, files["runs"], "-o", tmp], capsys, "-o", "is a folder")
-    _fails(["predict", law, files["runs"], "-o", tmp / "no" / "p.csv"], capsys, "does not exist")
-    _fails(["evaluate", law, files["runs"], "--plot", tmp / "no" / "x.png"], capsys, "--plot")
+    cli_fails([*base, "--objective", "a=1,a=5"], "--objective names 'a' twice")
+    cli_fails([*base, "--max-weight", "a=0.5", "--max-weight", "a=0.7"], "'a' twice")
+    cli_fails([*base, "--objective", "zz=1"], "zz")
+    cli_fails([*base, "--min-weight", "q=0.1"], "q")
+    cli_fails([*base, "--tokens", "1e999"], "--tokens must be finite")
+    cli_fails(["predict", law, files["runs"], "-o", tmp], "-o", "is a folder")
+    cli_fails(["predict", law, files["runs"], "-o", tmp / "no" / "p.csv"], "does not exist")
+    cli_fails(["evaluate", law, files["runs"], "--plot", tmp / "no" / "x.png"], "--plot")
 
 
 def test_predict_refuses_domains_the_law_does_not_know(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], helpers: Any, tmp_path: Path
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    cli_fails: Any,
+    helpers: Any,
+    tmp_path: Path,
 ) -> None:
     law = helpers.true_law("chinchilla")
     law2 = type(law)("chinchilla", ("a", "b"), "a", dict(law.params))
     path = save_laws(tmp_path / "ab.json", {"a": law2})
-    _fails(
+    cli_fails(
         ["predict", path, files["runs"], "-o", tmp_path / "p.csv"],
-        capsys,
         "runs.csv, row 2, column weight_c",
         "ab.json",
     )
 
 
 def test_evaluate_report_is_strict_json_and_unscored_targets_are_said(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], helpers: Any, tmp_path: Path
+    files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    cli_fails: Any,
+    helpers: Any,
+    tmp_path: Path,
 ) -> None:
     laws_ = {"a": helpers.true_law("chinchilla"), "zz": helpers.true_law("chinchilla", "zz")}
     path = save_laws(tmp_path / "two.json", laws_)
@@ -121,4 +123,4 @@ def test_evaluate_report_is_strict_json_and_unscored_targets_are_said(
     assert rep["zz"]["mre"] is None and rep["zz"]["n"] == 0 and rep["a"]["mre"] < 1
     only = save_laws(tmp_path / "zz.json", {"zz": laws_["zz"]})
     capsys.readouterr()
-    _fails(["evaluate", only, files["runs"]], capsys, "no observed loss for any target")
+    cli_fails(["evaluate", only, files["runs"]], "no observed loss for any target")
