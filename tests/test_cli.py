@@ -66,7 +66,6 @@ def test_plan_bad_inputs_are_one_line(
 )
 def test_user_errors_become_one_line_exit_2(
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
     cli_fails: Any,
     exc: BaseException,
     needle: str,

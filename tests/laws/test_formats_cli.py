@@ -26,9 +26,7 @@ def _edit(path: Path, old: str, new: str, name: str) -> Path:
     return out
 
 
-def test_bad_run_tables(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
-) -> None:
+def test_bad_run_tables(files: dict[str, Path], cli_fails: Any) -> None:
     runs, law, tmp = files["runs"], files["law"], files["dir"]
     lines = runs.read_text().splitlines(keepends=True)
     cells = lines[1].rstrip("\n").split(",")
@@ -56,9 +54,7 @@ def test_bad_run_tables(
         cli_fails([*head, runs, "--where", "not " * 5000 + "x", *rest], "--where")
 
 
-def test_bad_law_files(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
-) -> None:
+def test_bad_law_files(files: dict[str, Path], cli_fails: Any) -> None:
     runs, law, tmp = files["runs"], files["law"], files["dir"]
     cases = [
         (_edit(law, '"use_n": true', '"use_n": "false"', "s.json"), "laws.a.use_n", "'false'"),
@@ -76,9 +72,7 @@ def test_bad_law_files(
     cli_fails(["evaluate", tmp, runs], "is a directory")
 
 
-def test_bad_arguments(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str], cli_fails: Any
-) -> None:
+def test_bad_arguments(files: dict[str, Path], cli_fails: Any) -> None:
     law, tmp = files["law"], files["dir"]
     base = ["optimize", law, "--model-size", "1e9", "--tokens", "1e10", "-o", tmp / "w.json"]
     cli_fails([*base, "--objective", "a=1,a=5"], "--objective names 'a' twice")
@@ -93,7 +87,6 @@ def test_bad_arguments(
 
 def test_predict_refuses_domains_the_law_does_not_know(
     files: dict[str, Path],
-    capsys: pytest.CaptureFixture[str],
     cli_fails: Any,
     helpers: Any,
     tmp_path: Path,
