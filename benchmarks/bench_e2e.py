@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     print(report.summary(results, Path(args.out)))
     print(f"\nwall time {wall:.0f} s on {args.device}; config:")
-    print(json.dumps(results["config"], indent=1))
+    print(json.dumps(results.to_json()["config"], indent=1))
     return 0
 
 

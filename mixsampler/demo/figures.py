@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.demo.results import DemoResults
 from mixsampler.demo.tables import MIX_COLORS, fmt_int, objective_label
 
 
@@ -60,21 +61,28 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_parity(results: Mapping[str, Any], out: Path) -> Path:
+def plot_parity(results: DemoResults, out: Path) -> Path:
+    """Predicted vs measured loss per law: the proxies it was fitted on, the largest proxy
+    held out, and the main runs; written to ``out/parity.png``.
+
+    Example:
+        >>> plot_parity(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/parity.png')
+    """
     plt = _pyplot()
 
     import laws
 
-    proxy = _rows(results["files"]["proxy_rows"])
-    main = _rows(results["files"]["main_rows"])
-    n_max = results["proxy_sizes"][-1]
+    proxy = _rows(results.files.proxy_rows)
+    main = _rows(results.files.main_rows)
+    n_max = results.proxy_sizes[-1]
     large = proxy.select(np.asarray(proxy.model_size) >= n_max)
-    fig, axes = plt.subplots(1, len(results["laws"]), figsize=(5.5 * len(results["laws"]), 5))
+    fig, axes = plt.subplots(1, len(results.laws), figsize=(5.5 * len(results.laws), 5))
     axes = np.atleast_1d(axes)
-    targets = [*results["domains"], *results["targets"]]
-    for ax, (law, rep) in zip(axes, results["laws"].items(), strict=True):
-        full = laws.load_laws(rep["path"])
-        held = laws.load_laws(rep["heldout_path"])
+    targets = [*results.domains, *results.targets]
+    for ax, (law, rep) in zip(axes, results.laws.items(), strict=True):
+        full = laws.load_laws(rep.path)
+        held = laws.load_laws(rep.heldout_path)
         lo, hi = math.inf, -math.inf
         for tbl, fitted, label, color, marker in (
             (proxy, full, "proxy rows (fit)", "lightgray", "."),
@@ -100,33 +108,38 @@ def plot_parity(results: Mapping[str, Any], out: Path) -> Path:
     return _save(fig, out / "parity.png")
 
 
-def plot_curves(results: Mapping[str, Any], out: Path) -> Path:
+def plot_curves(results: DemoResults, out: Path) -> Path:
     """Loss vs tokens per mixture with the fitted curves: main runs (top), and the largest
-    proxy size against the law fitted without it (bottom)."""
+    proxy size against the law fitted without it (bottom); written to ``out/curves.png``.
+
+    Example:
+        >>> plot_curves(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/curves.png')
+    """
     plt = _pyplot()
 
     import laws
 
-    chosen = results["chosen_law"]
-    fitted = laws.load_laws(results["laws"][chosen]["path"])
-    held = laws.load_laws(results["laws"][chosen]["heldout_path"])
-    objectives = results["objectives"]
-    main = _rows(results["files"]["main_rows"])
-    proxy = _rows(results["files"]["proxy_rows"])
-    run_mix = {r["name"]: r["mixture"] for r in results["runs"]}
+    chosen = results.chosen_law
+    fitted = laws.load_laws(results.laws[chosen].path)
+    held = laws.load_laws(results.laws[chosen].heldout_path)
+    objectives = results.objectives
+    main = _rows(results.files.main_rows)
+    proxy = _rows(results.files.proxy_rows)
+    run_mix = {r.name: r.mixture for r in results.runs}
     fig, axes = plt.subplots(2, len(objectives), figsize=(6 * len(objectives), 9), squeeze=False)
     for j, (obj, objective) in enumerate(objectives.items()):
         ax = axes[0, j]
         meas, _ = _objective_series(main, fitted, objective)
         run_ids = np.asarray(main.run_ids)
-        for mix in results["mixtures"]:
+        for mix, mixture in results.mixtures.items():
             color = MIX_COLORS.get(mix, None)
             sel = np.array([run_mix.get(r) == mix for r in run_ids])
             if not sel.any():
                 continue
             ax.scatter(main.n_tokens[sel], meas[sel], s=14, color=color, label=f"{mix} measured")
             d = np.geomspace(main.n_tokens[sel].min(), main.n_tokens[sel].max(), 50)
-            w = results["mixtures"][mix]["weights"]
+            w = mixture.weights
             n = float(main.model_size[sel][0])
             curve = sum(
                 wt * fitted[t].predict(n, d, np.array([w[x] for x in fitted[t].domains]))
@@ -140,7 +153,7 @@ def plot_curves(results: Mapping[str, Any], out: Path) -> Path:
         ax.legend(fontsize=7)
 
         ax = axes[1, j]
-        n_max = results["proxy_sizes"][-1]
+        n_max = results.proxy_sizes[-1]
         big = proxy.select(np.asarray(proxy.model_size) >= n_max)
         meas, _ = _objective_series(big, held, objective)
         run_ids = np.asarray(big.run_ids)
@@ -172,16 +185,22 @@ def plot_curves(results: Mapping[str, Any], out: Path) -> Path:
     return _save(fig, out / "curves.png")
 
 
-def plot_weights(results: Mapping[str, Any], out: Path) -> Path:
+def plot_weights(results: DemoResults, out: Path) -> Path:
+    """Bars of every main-run mixture's weights; written to ``out/weights.png``.
+
+    Example:
+        >>> plot_weights(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/weights.png')
+    """
     plt = _pyplot()
 
-    domains = results["domains"]
-    mixes = list(results["mixtures"])
+    domains = results.domains
+    mixes = list(results.mixtures)
     x = np.arange(len(domains))
     width = 0.8 / len(mixes)
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, mix in enumerate(mixes):
-        w = [results["mixtures"][mix]["weights"][d] for d in domains]
+        w = [results.mixtures[mix].weights[d] for d in domains]
         ax.bar(
             x + (i - (len(mixes) - 1) / 2) * width, w, width, label=mix, color=MIX_COLORS.get(mix)
         )
@@ -192,29 +211,36 @@ def plot_weights(results: Mapping[str, Any], out: Path) -> Path:
     return _save(fig, out / "weights.png")
 
 
-def plot_main(results: Mapping[str, Any], out: Path) -> Path:
+def plot_main(results: DemoResults, out: Path) -> Path:
+    """The main runs' final objective per seed, mean and spread, with the law's prediction;
+    written to ``out/main_runs.png``.
+
+    Example:
+        >>> plot_main(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/main_runs.png')
+    """
     plt = _pyplot()
 
-    objectives = list(results["objectives"])
-    mixes = list(results["mixtures"])
+    objectives = list(results.objectives)
+    mixes = list(results.mixtures)
     fig, axes = plt.subplots(1, len(objectives), figsize=(5.5 * len(objectives), 4.2))
     axes = np.atleast_1d(axes)
     for ax, obj in zip(axes, objectives, strict=True):
         for i, mix in enumerate(mixes):
-            e = results["main"]["mixtures"][mix]["objective"][obj]
+            e = results.main.mixtures[mix].objective[obj]
             color = MIX_COLORS.get(mix)
-            ax.scatter([i] * len(e["measured"]), e["measured"], color=color, s=25, zorder=3)
+            ax.scatter([i] * len(e.measured), e.measured, color=color, s=25, zorder=3)
             ax.errorbar(
                 i,
-                e["mean"],
-                yerr=[[e["mean"] - min(e["measured"])], [max(e["measured"]) - e["mean"]]],
+                e.mean,
+                yerr=[[e.mean - min(e.measured)], [max(e.measured) - e.mean]],
                 color=color,
                 capsize=6,
                 lw=2,
             )
             ax.scatter(
                 [i + 0.2],
-                [e["predicted"]],
+                [e.predicted],
                 marker="x",
                 color="k",
                 s=30,

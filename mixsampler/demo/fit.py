@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.demo.results import FitSummary, LawReport
 from mixsampler.demo.runs import blas_threads
 
 LAWS: tuple[str, ...] = ("additive", "joint")
@@ -26,18 +27,18 @@ class FitStage:
     """What the fit stage found.
 
     Attributes:
-        report: per law: MRE per target on all proxy rows, held out by scale and by D, the
-            fits' convergence and the LAW.json paths (the report's fit table).
+        report: per law, its MRE per target on all proxy rows, held out by scale and by D,
+            the fits' convergence and the LAW.json paths (:class:`LawReport`).
         chosen: the law with the lower mean held-out-scale MRE: it drives the optimum.
         fitted: the chosen law fitted on every proxy row, per target.
         sizes: the proxies' model sizes N, ascending.
         proxy_tokens_max: the proxies' largest D.
     """
 
-    report: dict[str, dict[str, Any]]
+    report: dict[str, LawReport]
     chosen: str
     fitted: Mapping[str, Any]
-    sizes: list[float]
+    sizes: tuple[float, ...]
     proxy_tokens_max: float
 
 
@@ -66,13 +67,13 @@ def _fit_target(paths: list[str], where: str | None, target: str, seed: int) -> 
             init = res.law
         out[law] = {
             "law": res.law,
-            "fit": {
-                "success": bool(res.success),
-                "message": str(res.message),
-                "fun": float(res.fun),
-                "n_rows": int(res.n_rows),
-                "seconds": float(res.seconds),
-            },
+            "fit": FitSummary(
+                success=bool(res.success),
+                message=str(res.message),
+                fun=float(res.fun),
+                n_rows=int(res.n_rows),
+                seconds=float(res.seconds),
+            ),
         }
     return out
 
@@ -96,7 +97,7 @@ def fit_laws(
         subsets: suffix -> ``--where`` filter; default ``{"": None}`` (all rows).
 
     Returns:
-        suffix -> law -> ``{"path", "laws": {target: FittedLaw}, "fit": {target: summary}}``.
+        suffix -> law -> ``{"path", "laws": {target: FittedLaw}, "fit": {target: FitSummary}}``.
     """
     import laws
 
@@ -184,29 +185,27 @@ def fit_stage(proxy_rows: str, out: Path, *, seed: int, jobs: int) -> FitStage:
     table_large = load_rows(proxy_rows, where=f"model_size >= {n_max}")
     table_late = load_rows(proxy_rows, where=f"n_tokens > {d_half}")
     fit_report = {
-        law: {
-            "train_mre": mre(full[law]["laws"], table_all),
-            "heldout_train_mre": mre(
-                heldout[law]["laws"], load_rows(proxy_rows, where=where_small)
-            ),
-            "heldout_mre": mre(heldout[law]["laws"], table_large),
-            "heldout_d_mre": mre(early[law]["laws"], table_late),
-            "heldout_d_bias": bias(early[law]["laws"], table_late),
-            "d_half": d_half,
-            "fit": full[law]["fit"],
-            "heldout_fit": heldout[law]["fit"],
-            "path": full[law]["path"],
-            "heldout_path": heldout[law]["path"],
-            "early_path": early[law]["path"],
-        }
+        law: LawReport(
+            train_mre=mre(full[law]["laws"], table_all),
+            heldout_train_mre=mre(heldout[law]["laws"], load_rows(proxy_rows, where=where_small)),
+            heldout_mre=mre(heldout[law]["laws"], table_large),
+            heldout_d_mre=mre(early[law]["laws"], table_late),
+            heldout_d_bias=bias(early[law]["laws"], table_late),
+            d_half=d_half,
+            fit=full[law]["fit"],
+            heldout_fit=heldout[law]["fit"],
+            path=full[law]["path"],
+            heldout_path=heldout[law]["path"],
+            early_path=early[law]["path"],
+        )
         for law in LAWS
     }
     # Model selection on evidence: the law that extrapolated better in N drives the optimum.
-    chosen = min(LAWS, key=lambda lw: np.mean(list(fit_report[lw]["heldout_mre"].values())))
+    chosen = min(LAWS, key=lambda lw: np.mean(list(fit_report[lw].heldout_mre.values())))
     return FitStage(
         report=fit_report,
         chosen=chosen,
         fitted=full[chosen]["laws"],
-        sizes=sizes,
+        sizes=tuple(sizes),
         proxy_tokens_max=float(np.max(table_all.n_tokens)),
     )

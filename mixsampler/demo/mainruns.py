@@ -1,18 +1,34 @@
 """Evaluate the main runs against the law and compute the verdict, from the run files.
 
 Example:
-    >>> from mixsampler.demo.mainruns import verdict  # doctest: +SKIP
+    >>> from mixsampler.demo.mainruns import evaluate_main, verdict  # doctest: +SKIP
+    >>> main = evaluate_main("out/runs/main/*.csv", fitted, targets=targets,  # doctest: +SKIP
+    ...     objectives=objectives, runs=runs, mixtures=mixtures, proxy_tokens_max=61_440.0)
+    >>> verdict(main, objectives).all_pass  # doctest: +SKIP
+    False
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from mixsampler.demo.fit import load_rows
+from mixsampler.demo.results import (
+    BASELINES,
+    Comparison,
+    ErrorByTokens,
+    ErrorSummary,
+    MainEvaluation,
+    MainRun,
+    MixtureEvaluation,
+    ObjectiveStats,
+    ObjectiveVerdict,
+    RunSummary,
+    Verdict,
+)
 
 
 def final_rows(table: Any) -> Any:
@@ -26,65 +42,85 @@ def final_rows(table: Any) -> Any:
 
 
 def evaluate_main(
-    results: Mapping[str, Any], rows: str, fitted: Mapping[str, Any]
-) -> dict[str, Any]:
+    rows: str,
+    fitted: Mapping[str, Any],
+    *,
+    targets: Sequence[str],
+    objectives: Mapping[str, Mapping[str, float]],
+    runs: Sequence[RunSummary],
+    mixtures: Iterable[str],
+    proxy_tokens_max: float,
+) -> MainEvaluation:
     """Measured final losses of the main runs next to the law's prediction for each.
 
     Predictions use each run's own recorded N, D and weights (the row, through
     ``laws.predict_table``), not the planned ones.
+
+    Args:
+        rows: glob of the main runs' run-table CSVs.
+        fitted: the chosen law per target (fitted on every proxy row).
+        targets: the loss columns to read: the training domains, then the held-out targets.
+        objectives: objective -> target -> weight.
+        runs: every trained run's summary (names to mixture and seed).
+        mixtures: the mixtures' names, in the order to report them.
+        proxy_tokens_max: the proxies' largest D, where ``by_tokens`` splits.
     """
     import laws
 
-    targets = [*results["domains"], *results["targets"]]
-    objectives: Mapping[str, Mapping[str, float]] = results["objectives"]
     final = final_rows(load_rows(rows))
     preds = laws.predict_table(fitted, final)
-    meta = {r["name"]: r for r in results["runs"]}
-    per_run: dict[str, dict[str, Any]] = {}
+    meta = {r.name: r for r in runs}
+    per_run: dict[str, MainRun] = {}
     for i, run in enumerate(final.run_ids.tolist()):
         losses = {t: float(final.losses[t][i]) for t in targets}
         pred = {t: float(preds[t][i]) for t in fitted}
-        per_run[run] = {
-            "mixture": meta[run]["mixture"],
-            "seed": meta[run]["seed"],
-            "model_size": float(final.model_size[i]),
-            "n_tokens": float(final.n_tokens[i]),
-            "loss": losses,
-            "pred": pred,
-            "objective": {
+        per_run[run] = MainRun(
+            name=run,
+            mixture=meta[run].mixture,
+            seed=meta[run].seed,
+            model_size=float(final.model_size[i]),
+            n_tokens=float(final.n_tokens[i]),
+            loss=losses,
+            pred=pred,
+            objective={
                 o: sum(w * losses[t] for t, w in obj.items()) for o, obj in objectives.items()
             },
-            "pred_objective": {
+            pred_objective={
                 o: sum(w * pred[t] for t, w in obj.items()) for o, obj in objectives.items()
             },
-        }
-    by_mix: dict[str, dict[str, Any]] = {}
-    for mix in results["mixtures"]:
+        )
+    by_mix: dict[str, MixtureEvaluation] = {}
+    for mix in mixtures:
         # In seed order, so seed s of one mixture pairs with seed s of another.
-        rs = sorted((r for r in per_run.values() if r["mixture"] == mix), key=lambda r: r["seed"])
-        entry: dict[str, Any] = {"seeds": [r["seed"] for r in rs], "objective": {}}
-        for o in objectives:
-            vals = np.array([r["objective"][o] for r in rs])
-            preds = np.array([r["pred_objective"][o] for r in rs])
-            entry["objective"][o] = {
-                "measured": vals.tolist(),
-                "predicted_per_seed": preds.tolist(),
-                "mean": float(vals.mean()),
-                "spread": float(vals.max() - vals.min()),
-                "predicted": float(preds.mean()),
-                "rel_error_pct": float(abs(preds.mean() - vals.mean()) / vals.mean() * 100),
-                # "every main run within 2 %": the worst seed, not the mean of the seeds.
-                "max_rel_error_pct": float(np.max(np.abs(preds - vals) / vals) * 100),
-            }
-        by_mix[mix] = entry
-    return {
-        "runs": per_run,
-        "mixtures": by_mix,
-        "by_tokens": _error_by_tokens(rows, fitted, float(results["proxy_tokens_max"])),
-    }
+        rs = sorted((r for r in per_run.values() if r.mixture == mix), key=lambda r: r.seed)
+        by_mix[mix] = MixtureEvaluation(
+            seeds=tuple(r.seed for r in rs),
+            objective={o: _objective_stats(rs, o) for o in objectives},
+        )
+    return MainEvaluation(
+        runs=per_run,
+        mixtures=by_mix,
+        by_tokens=_error_by_tokens(rows, fitted, float(proxy_tokens_max)),
+    )
 
 
-def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> dict[str, Any]:
+def _objective_stats(runs: Sequence[MainRun], objective: str) -> ObjectiveStats:
+    """One objective over ``runs`` (one mixture's main runs, in seed order)."""
+    vals = np.array([r.objective[objective] for r in runs])
+    preds = np.array([r.pred_objective[objective] for r in runs])
+    return ObjectiveStats(
+        measured=tuple(vals.tolist()),
+        predicted_per_seed=tuple(preds.tolist()),
+        mean=float(vals.mean()),
+        spread=float(vals.max() - vals.min()),
+        predicted=float(preds.mean()),
+        rel_error_pct=float(abs(preds.mean() - vals.mean()) / vals.mean() * 100),
+        # "every main run within 2 %": the worst seed, not the mean of the seeds.
+        max_rel_error_pct=float(np.max(np.abs(preds - vals) / vals) * 100),
+    )
+
+
+def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> ErrorByTokens:
     """The law's MRE on every main-run validation, split at the proxies' largest D: where it
     only extrapolates in N, and where it extrapolates in N and D."""
     import laws
@@ -95,59 +131,66 @@ def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> di
         obs = table.losses[target]
         errs.append((pred - obs) / obs * 100)
     err = np.stack(errs)  # (targets, rows), signed %
-    out: dict[str, Any] = {"proxy_tokens_max": d_proxy}
+    parts: dict[str, ErrorSummary] = {}
     for name, sel in (
         ("within", table.n_tokens <= d_proxy * 1.05),
         ("beyond", table.n_tokens > d_proxy * 1.05),
     ):
         e = err[:, sel]
-        out[name] = {
-            "rows": int(sel.sum()),
-            "mre": float(np.nanmean(np.abs(e))) if e.size else math.nan,
-            "bias": float(np.nanmean(e)) if e.size else math.nan,
-        }
-    return out
+        parts[name] = ErrorSummary(
+            rows=int(sel.sum()),
+            mre=float(np.nanmean(np.abs(e))) if e.size else None,
+            bias=float(np.nanmean(e)) if e.size else None,
+        )
+    return ErrorByTokens(proxy_tokens_max=d_proxy, within=parts["within"], beyond=parts["beyond"])
 
 
-def verdict(results: Mapping[str, Any]) -> dict[str, Any]:
+def verdict(main: MainEvaluation, objectives: Iterable[str]) -> Verdict:
     """Did each optimized mixture beat uniform and natural on every seed by more than the seed
     spread, and did the law predict every main run within 2 %? Computed from the numbers.
 
     Seeds are compared pairwise: seed s of every mixture shares its initialisation and its
     data-order seed, so ``base[s] - optimized[s]`` cancels the noise the two runs share. A win
     needs that paired gap above the larger of the two mixtures' seed spreads on every seed.
+
+    Args:
+        main: the main runs' evaluation (needs "optimized-<objective>", "uniform", "natural").
+        objectives: the objectives' names.
     """
-    by_mix = results["main"]["mixtures"]
-    out: dict[str, Any] = {"objectives": {}, "prediction": {}}
-    for obj in results["objectives"]:
-        opt = by_mix[f"optimized-{obj}"]["objective"][obj]
-        comps = {}
-        for base in ("uniform", "natural"):
-            b = by_mix[base]["objective"][obj]
-            paired = [bb - oo for bb, oo in zip(b["measured"], opt["measured"], strict=True)]
-            spread = max(b["spread"], opt["spread"])
-            comps[base] = {
-                "gap": b["mean"] - opt["mean"],
-                "paired": paired,
-                "min_paired": min(paired),
-                "spread": spread,
-                "wins": bool(min(paired) > spread),
-                "lower_on_every_seed": bool(min(paired) > 0),
-                "better_on_average": bool(b["mean"] > opt["mean"]),
-            }
-        out["objectives"][obj] = {
-            "optimized": opt["mean"],
-            "vs": comps,
-            "wins": all(c["wins"] for c in comps.values()),
-        }
+    by_mix = main.mixtures
+    per_objective: dict[str, ObjectiveVerdict] = {}
+    for obj in objectives:
+        opt = by_mix[f"optimized-{obj}"].objective[obj]
+        comps = {base: _compare(by_mix[base].objective[obj], opt) for base in BASELINES}
+        per_objective[obj] = ObjectiveVerdict(
+            optimized=opt.mean, vs=comps, wins=all(c.wins for c in comps.values())
+        )
     worst = 0.0
+    prediction: dict[str, float] = {}
     for mix, entry in by_mix.items():
-        for obj, e in entry["objective"].items():
-            out["prediction"][f"{mix}/{obj}"] = e["max_rel_error_pct"]
-            worst = max(worst, e["max_rel_error_pct"])
-    out["prediction_worst_pct"] = worst
-    out["prediction_within_2pct"] = bool(worst <= 2.0)
-    out["all_pass"] = bool(
-        all(o["wins"] for o in out["objectives"].values()) and out["prediction_within_2pct"]
+        for obj, e in entry.objective.items():
+            prediction[f"{mix}/{obj}"] = e.max_rel_error_pct
+            worst = max(worst, e.max_rel_error_pct)
+    within = bool(worst <= 2.0)
+    return Verdict(
+        objectives=per_objective,
+        prediction=prediction,
+        prediction_worst_pct=worst,
+        prediction_within_2pct=within,
+        all_pass=bool(all(o.wins for o in per_objective.values()) and within),
     )
-    return out
+
+
+def _compare(base: ObjectiveStats, opt: ObjectiveStats) -> Comparison:
+    """A baseline against the optimized mixture on one objective, seed by seed."""
+    paired = tuple(bb - oo for bb, oo in zip(base.measured, opt.measured, strict=True))
+    spread = max(base.spread, opt.spread)
+    return Comparison(
+        gap=base.mean - opt.mean,
+        paired=paired,
+        min_paired=min(paired),
+        spread=spread,
+        wins=bool(min(paired) > spread),
+        lower_on_every_seed=bool(min(paired) > 0),
+        better_on_average=bool(base.mean > opt.mean),
+    )

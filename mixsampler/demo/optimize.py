@@ -14,11 +14,11 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from mixsampler.demo.config import DemoConfig
 from mixsampler.demo.data import DemoData
 from mixsampler.demo.fit import FitStage
+from mixsampler.demo.results import Mixture
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,13 @@ def weights_fingerprint(weights: Mapping[str, float]) -> str:
 
 def optimize_stage(
     cfg: DemoConfig, data: DemoData, fit: FitStage, n_main: int, out: Path
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, Mixture]]:
     """The objectives (fixed here, before any main run) and the four mixtures of the main
     runs, each written to ``out/<mixture>.json``; returns ``(objectives, mixtures)``.
+
+    ``objectives`` maps "avg" (the mean over the training domains) and, when there are
+    held-out targets, "target" (their mean) to target -> weight; ``mixtures`` maps
+    "optimized-<objective>", "uniform" and "natural" to their :class:`Mixture`.
 
     An optimum ``laws.optimize`` could not certify is kept (the report shows it) but logged as
     a warning: its main runs test a mixture that may not be the law's optimum.
@@ -55,7 +59,7 @@ def optimize_stage(
     objectives: dict[str, dict[str, float]] = {"avg": {d: 1.0 / len(domains) for d in domains}}
     if targets:
         objectives["target"] = {t: 1.0 / len(targets) for t in targets}
-    mixtures: dict[str, dict[str, Any]] = {}
+    mixtures: dict[str, Mixture] = {}
     for obj_name, objective in objectives.items():
         res = laws.optimize(
             fit.fitted,
@@ -74,26 +78,30 @@ def optimize_stage(
                 obj_name,
                 res.message,
             )
-        path = out / f"optimized-{obj_name}.json"
+        name = f"optimized-{obj_name}"
+        path = out / f"{name}.json"
         write_weights(
             path,
-            WeightsFile.from_result(
-                res, law_file=str(fit.report[fit.chosen]["path"]), source=f"optimized-{obj_name}"
-            ),
+            WeightsFile.from_result(res, law_file=str(fit.report[fit.chosen].path), source=name),
         )
-        mixtures[f"optimized-{obj_name}"] = {
-            "weights": dict(res.weights),
-            "file": str(path),
-            "objective": objective,
-            "success": bool(res.success),
-            "message": str(res.message),
-            "fingerprint": weights_fingerprint(res.weights),
-        }
+        mixtures[name] = Mixture(
+            name=name,
+            weights=dict(res.weights),
+            file=str(path),
+            fingerprint=weights_fingerprint(res.weights),
+            objective=objective,
+            success=bool(res.success),
+            message=str(res.message),
+            gap=float(res.gap),
+            predicted=float(res.fun),
+        )
     for name, w in (
         ("uniform", {d: 1.0 / len(domains) for d in domains}),
         ("natural", data.natural_weights()),
     ):
         path = out / f"{name}.json"
         write_weights(path, WeightsFile(weights=w, source=name))
-        mixtures[name] = {"weights": w, "file": str(path), "fingerprint": weights_fingerprint(w)}
+        mixtures[name] = Mixture(
+            name=name, weights=w, file=str(path), fingerprint=weights_fingerprint(w)
+        )
     return objectives, mixtures

@@ -15,21 +15,24 @@ so each step can be redone by hand with the command line (the report lists the c
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),
 - ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture,
-- ``results.json``, ``report.md`` and the PNG figures.
+- ``results.json`` (:class:`~mixsampler.demo.results.DemoResults`), ``report.md`` and the
+  PNG figures.
 
 Example:
     >>> from mixsampler.demo.pipeline import QUICK, run_demo
     >>> results = run_demo(QUICK, out_dir="demo_out")  # doctest: +SKIP
+    >>> results.verdict.all_pass, results.chosen_law  # doctest: +SKIP
+    (False, 'additive')
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from mixsampler.demo.data import DemoData, build_default_data, load_user_data
 from mixsampler.demo.fit import LAWS, fit_stage
 from mixsampler.demo.mainruns import evaluate_main, verdict
 from mixsampler.demo.optimize import optimize_stage
+from mixsampler.demo.results import DemoFiles, DemoResults, Mixture, RunSummary, Timings
 from mixsampler.demo.runs import make_model, run_many, train_run
 from mixsampler.demo.sweep import make_proxy_plan
 
@@ -48,6 +52,7 @@ __all__ = [
     "LAWS",
     "QUICK",
     "DemoConfig",
+    "DemoResults",
     "RunSpec",
     "run_demo",
     "scaled",
@@ -57,6 +62,7 @@ __all__ = [
 
 
 def resolve_data(cfg: DemoConfig, out: Path, data_dir: str | None) -> DemoData:
+    """The user's shards from ``data_dir``, or the embedded data built under ``out/data``."""
     if data_dir:
         return load_user_data(data_dir)
     return build_default_data(out / "data", cfg.data)
@@ -71,8 +77,8 @@ def run_demo(
     jobs: int | None = None,
     threads: int | None = None,
     stream: Any = None,
-) -> dict[str, Any]:
-    """Run the whole loop and write the report; returns the results dict (results.json).
+) -> DemoResults:
+    """Run the whole loop and write the report; returns the results (also ``results.json``).
 
     Args:
         cfg: the sizes (:data:`FULL`, :data:`QUICK` or your own).
@@ -84,41 +90,94 @@ def run_demo(
         stream: where the progress bar and the per-run lines go (default stderr).
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from mixsampler.demo import report
 
     t_start = time.perf_counter()
     out = Path(out_dir)
-    for sub in ("runs", "laws", "weights"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    # Rows are appended; a rerun into the same folder starts its tables afresh.
-    for stage in ("proxy", "main"):
-        (out / "runs" / stage).mkdir(parents=True, exist_ok=True)
-        for stale in (out / "runs" / stage).glob("*.csv"):
-            stale.unlink()
-    proxy_rows = str(out / "runs" / "proxy" / "*.csv")
-    main_rows = str(out / "runs" / "main" / "*.csv")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    if jobs is None:
-        jobs = cores if device == "cpu" else 1
-    jobs = max(1, int(jobs))
-    if threads is None:
-        threads = max(1, cores // jobs)
+    files = _prepare_out(out)
+    jobs, threads = _workers(device, jobs, threads)
     torch.set_num_threads(max(1, threads))
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    data = resolve_data(cfg, out, data_dir)
-    timings["data"] = time.perf_counter() - t0
-    domains = list(data.train_domains)
-    targets = list(data.targets)
-
-    # ---- proxy sweep
+    with _timed(timings, "data"):
+        data = resolve_data(cfg, out, data_dir)
     specs = make_proxy_plan(cfg, data, out)
+    train, bar = _trainer(cfg, data, out, specs, device, jobs, threads, stream)
+    with _timed(timings, "proxy_sweep"):
+        runs = train(specs, "proxy")
+    # Held out by scale and by D, then on all rows.
+    with _timed(timings, "fit"):
+        fit = fit_stage(files.proxy_rows, out / "laws", seed=cfg.seed, jobs=jobs)
+    # At the main run's own (N, D).
+    with _timed(timings, "optimize"):
+        n_main = make_model(cfg, cfg.main_width).non_embedding_params()
+        objectives, mixtures = optimize_stage(cfg, data, fit, n_main, out / "weights")
+    with _timed(timings, "main_runs"):
+        runs += train(_main_specs(cfg, mixtures), "main")
+        bar.close()
+
+    t0 = time.perf_counter()
+    main = evaluate_main(
+        files.main_rows,
+        fit.fitted,
+        targets=[*data.train_domains, *data.targets],
+        objectives=objectives,
+        runs=runs,
+        mixtures=mixtures,
+        proxy_tokens_max=fit.proxy_tokens_max,
+    )
+    decided = verdict(main, objectives)
+    timings["total_before_report"] = time.perf_counter() - t_start
+    results = DemoResults(
+        config=cfg,
+        device=device,
+        jobs=jobs,
+        threads=threads,
+        data=data,
+        domains=tuple(data.train_domains),
+        targets=tuple(data.targets),
+        proxy_sizes=fit.sizes,
+        main_model_size=n_main,
+        laws=fit.report,
+        chosen_law=fit.chosen,
+        objectives=objectives,
+        mixtures=mixtures,
+        runs=tuple(runs),
+        files=files,
+        proxy_tokens_max=fit.proxy_tokens_max,
+        main=main,
+        verdict=decided,
+        timings=Timings(**timings),
+    )
+    return _report(results, out, t0, t_start)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the block's wall time as ``timings[stage]`` (seconds)."""
+    t0 = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - t0
+
+
+def _trainer(
+    cfg: DemoConfig,
+    data: DemoData,
+    out: Path,
+    proxy_specs: Sequence[RunSpec],
+    device: str,
+    jobs: int,
+    threads: int,
+    stream: Any,
+) -> tuple[Callable[[list[RunSpec], str], list[RunSummary]], Any]:
+    """``(train, bar)``: ``train(specs, stage)`` trains runs into ``out/runs/<stage>`` with
+    one line per finished run, and ``bar`` is the progress bar over every token of the demo
+    (the proxies', then the main runs' on 4 mixtures, 3 without a held-out target)."""
+    from tqdm.auto import tqdm
+
+    domains, targets = data.train_domains, data.targets
     main_mixtures_n = 2 + 1 + (1 if targets else 0)
-    total = sum(s.tokens for s in specs) + main_mixtures_n * len(cfg.seeds) * cfg.main_tokens
+    total = sum(s.tokens for s in proxy_specs)
+    total += main_mixtures_n * len(cfg.seeds) * cfg.main_tokens
     bar = tqdm(
         total=total, unit="tok", unit_scale=True, desc="training", file=stream, dynamic_ncols=True
     )
@@ -126,107 +185,82 @@ def run_demo(
     def done(summary: dict[str, Any]) -> None:
         bar.write(_run_line(summary, domains, targets), file=stream)
 
-    t0 = time.perf_counter()
-    runs = run_many(
-        specs,
-        cfg,
-        data,
-        out / "runs" / "proxy",
-        device=device,
-        jobs=jobs,
-        threads=threads,
-        bar=bar,
-        on_done=done,
-    )
-    timings["proxy_sweep"] = time.perf_counter() - t0
-
-    # ---- fit: held out by scale and by D, then on all rows
-    t0 = time.perf_counter()
-    fit = fit_stage(proxy_rows, out / "laws", seed=cfg.seed, jobs=jobs)
-    fitted = fit.fitted
-    timings["fit"] = time.perf_counter() - t0
-
-    # ---- optimize at the main run's own (N, D)
-    t0 = time.perf_counter()
-    n_main = make_model(cfg, cfg.main_width).non_embedding_params()
-    objectives, mixtures = optimize_stage(cfg, data, fit, n_main, out / "weights")
-    timings["optimize"] = time.perf_counter() - t0
-
-    # ---- main runs
-    t0 = time.perf_counter()
-    main_specs = [
-        RunSpec(
-            name=f"main-{mix_name}-s{seed}",
-            stage="main",
-            width=cfg.main_width,
-            tokens=cfg.main_tokens,
-            weights=mix["weights"],
-            seed=seed,
-            mixture=mix_name,
-            # Every main run reads its mixture from WEIGHTS.json, as a user's main run would.
-            weights_file=mix["file"],
+    def train(specs: list[RunSpec], stage: str) -> list[RunSummary]:
+        summaries = run_many(
+            specs,
+            cfg,
+            data,
+            out / "runs" / stage,
+            device=device,
+            jobs=jobs,
+            threads=threads,
+            bar=bar,
+            on_done=done,
         )
-        for mix_name, mix in mixtures.items()
-        for seed in cfg.seeds
-    ]
-    runs += run_many(
-        main_specs,
-        cfg,
-        data,
-        out / "runs" / "main",
-        device=device,
-        jobs=jobs,
-        threads=threads,
-        bar=bar,
-        on_done=done,
-    )
-    bar.close()
-    timings["main_runs"] = time.perf_counter() - t0
+        return [RunSummary.from_summary(s) for s in summaries]
 
-    results = {
-        "config": _config_json(cfg),
-        "device": device,
-        "jobs": jobs,
-        "threads": threads,
-        "data": data.to_json(),
-        "domains": domains,
-        "targets": targets,
-        "proxy_sizes": fit.sizes,
-        "main_model_size": n_main,
-        "laws": fit.report,
-        "chosen_law": fit.chosen,
-        "objectives": objectives,
-        "mixtures": mixtures,
-        "runs": runs,
-        "files": {
-            "proxy_rows": proxy_rows,
-            "main_rows": main_rows,
-            "plan": str(out / "plan.csv"),
-        },
-    }
-    t0 = time.perf_counter()
-    results["proxy_tokens_max"] = fit.proxy_tokens_max
-    results["main"] = evaluate_main(results, main_rows, fitted)
-    results["verdict"] = verdict(results)
-    timings["total_before_report"] = time.perf_counter() - t_start
-    results["timings"] = timings
+    return train, bar
+
+
+def _report(results: DemoResults, out: Path, t0: float, t_start: float) -> DemoResults:
+    """Write the report and ``results.json``; returns ``results`` with the report's and the
+    whole demo's time (``t0``: when the evaluation began; ``t_start``: when the demo did)."""
+    from mixsampler.demo import report
+
     report.write_report(results, out)
-    timings["report"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    report_s = time.perf_counter() - t0
+    timings = replace(results.timings, report=report_s, total=time.perf_counter() - t_start)
+    results = replace(results, timings=timings)
+    results.save(out / "results.json")
     return results
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
+def _prepare_out(out: Path) -> DemoFiles:
+    """Make the output folders and empty the run tables (rows are appended; a rerun into the
+    same folder starts its tables afresh); returns where the run tables go."""
+    for sub in ("runs", "laws", "weights"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for stage in ("proxy", "main"):
+        (out / "runs" / stage).mkdir(parents=True, exist_ok=True)
+        for stale in (out / "runs" / stage).glob("*.csv"):
+            stale.unlink()
+    return DemoFiles(
+        proxy_rows=str(out / "runs" / "proxy" / "*.csv"),
+        main_rows=str(out / "runs" / "main" / "*.csv"),
+        plan=str(out / "plan.csv"),
+    )
 
 
-def _config_json(cfg: DemoConfig) -> dict[str, Any]:
-    return asdict(cfg)
+def _workers(device: str, jobs: int | None, threads: int | None) -> tuple[int, int]:
+    """``(jobs, threads)``: by default one run per core on CPU (1 on a GPU), and the cores
+    divided among the runs."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = max(1, cores or 1)
+    if jobs is None:
+        jobs = cores if device == "cpu" else 1
+    jobs = max(1, int(jobs))
+    if threads is None:
+        threads = max(1, cores // jobs)
+    return jobs, threads
+
+
+def _main_specs(cfg: DemoConfig, mixtures: Mapping[str, Mixture]) -> list[RunSpec]:
+    """One main run per mixture and seed; each reads its mixture from WEIGHTS.json, as a
+    user's main run would."""
+    return [
+        RunSpec(
+            name=f"main-{name}-s{seed}",
+            stage="main",
+            width=cfg.main_width,
+            tokens=cfg.main_tokens,
+            weights=mix.weights,
+            seed=seed,
+            mixture=name,
+            weights_file=mix.file,
+        )
+        for name, mix in mixtures.items()
+        for seed in cfg.seeds
+    ]
 
 
 def _run_line(summary: Mapping[str, Any], domains: Sequence[str], targets: Sequence[str]) -> str:

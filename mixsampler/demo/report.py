@@ -1,7 +1,8 @@
 """The demo's report: ``report.md`` with its tables, four figures, and a terminal summary.
 
-Every number comes from the results dict that :func:`mixsampler.demo.pipeline.run_demo`
-computed from the run files; the verdict is computed, never written by hand.
+Every number comes from the :class:`~mixsampler.demo.results.DemoResults` that
+:func:`mixsampler.demo.pipeline.run_demo` computed from the run files; the verdict is computed,
+never written by hand.
 
 Example:
     >>> write_report(results, Path("demo_out"))  # doctest: +SKIP
@@ -10,13 +11,11 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from mixsampler.demo.results import DemoResults
 from mixsampler.demo.tables import (
     commands,
     data_table,
@@ -35,22 +34,31 @@ from mixsampler.demo.tables import (
 log = logging.getLogger(__name__)
 
 
-def render_markdown(results: Mapping[str, Any], out: Path) -> str:
-    """The text of report.md."""
-    cfg = results["config"]
-    t = results["timings"]
-    v = results["verdict"]
-    sizes = ", ".join(fmt_int(n) for n in results["proxy_sizes"])
-    n_proxy = sum(1 for r in results["runs"] if r["stage"] == "proxy")
-    n_main = sum(1 for r in results["runs"] if r["stage"] == "main")
-    lines = [
+def render_markdown(results: DemoResults, out: Path) -> str:
+    """The text of report.md: the verdict first, then how it was reached.
+
+    Example:
+        >>> results = DemoResults.load("demo_out/results.json")  # doctest: +SKIP
+        >>> render_markdown(results, Path("demo_out")).splitlines()[0]  # doctest: +SKIP
+        '# mixsampler demo report'
+    """
+    lines = [*_verdict_part(results), *_method_part(results), *_runs_part(results, out), ""]
+    return "\n".join(lines)
+
+
+def _verdict_part(results: DemoResults) -> list[str]:
+    """Title, what ran, fingerprints, the verdict and what the main runs show."""
+    t = results.timings
+    n_proxy = sum(1 for r in results.runs if r.stage == "proxy")
+    n_main = sum(1 for r in results.runs if r.stage == "main")
+    total = t.total if t.total is not None else t.total_before_report
+    return [
         "# mixsampler demo report",
         "",
-        f"Proxy sweep of {n_proxy} runs -> {', '.join(results['laws'])} laws -> optimized "
-        f"mixtures -> {n_main} main runs, on {results['data']['origin']} data, device "
-        f"{results['device']}, {results.get('jobs', 1)} run(s) side by side with "
-        f"{results['threads']} thread(s) each, in "
-        f"{t.get('total', t.get('total_before_report', math.nan)):.0f} s. Losses are in nats "
+        f"Proxy sweep of {n_proxy} runs -> {', '.join(results.laws)} laws -> optimized "
+        f"mixtures -> {n_main} main runs, on {results.data.origin} data, device "
+        f"{results.device}, {results.jobs} run(s) side by side with "
+        f"{results.threads} thread(s) each, in {total:.0f} s. Losses are in nats "
         "per byte (byte-level models, vocabulary 256).",
         "",
         *fingerprint_lines(results),
@@ -59,15 +67,27 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         "",
         *verdict_lines(results),
         "",
-        ("All criteria met." if v["all_pass"] else "Not every criterion is met; see above."),
+        (
+            "All criteria met."
+            if results.verdict.all_pass
+            else "Not every criterion is met; see above."
+        ),
         "",
         "What the main runs show beyond the verdict:",
         "",
         *reading_lines(results),
         "",
+    ]
+
+
+def _method_part(results: DemoResults) -> list[str]:
+    """The data, the proxy sweep, the fitted laws and the main runs' mixtures."""
+    cfg = results.config
+    sizes = ", ".join(fmt_int(n) for n in results.proxy_sizes)
+    return [
         "## Data",
         "",
-        f"Origin: {results['data']['origin']}. Training text is split from validation text by "
+        f"Origin: {results.data.origin}. Training text is split from validation text by "
         "document (no validation document is ever trained on); the held-out target is only "
         "evaluated, never trained on. The natural mixture is proportional to each training "
         "domain's training text.",
@@ -78,12 +98,12 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         "",
         "## Proxy sweep",
         "",
-        f"{cfg['n_mixtures']} mixtures (the paper's evenly spaced simplex grid, minimum weight "
-        f"{cfg['min_weight']}) x {len(results['proxy_sizes'])} model sizes (non-embedding N = "
-        f"{sizes}; width {', '.join(map(str, cfg['proxy_widths']))}, {cfg['n_layer']} layers) at "
-        f"{fmt_int(cfg['proxy_tokens'])} tokens each, constant learning rate {cfg['lr']} after "
-        f"{cfg['warmup_steps']} warm-up steps, {cfg['evals_per_run']} validations per run (each "
-        f"one run-table row). Took {t['proxy_sweep']:.0f} s.",
+        f"{cfg.n_mixtures} mixtures (the paper's evenly spaced simplex grid, minimum weight "
+        f"{cfg.min_weight}) x {len(results.proxy_sizes)} model sizes (non-embedding N = "
+        f"{sizes}; width {', '.join(map(str, cfg.proxy_widths))}, {cfg.n_layer} layers) at "
+        f"{fmt_int(cfg.proxy_tokens)} tokens each, constant learning rate {cfg.lr} after "
+        f"{cfg.warmup_steps} warm-up steps, {cfg.evals_per_run} validations per run (each "
+        f"one run-table row). Took {results.timings.proxy_sweep:.0f} s.",
         "",
         "## Fitted laws",
         "",
@@ -92,24 +112,32 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         "",
         *fit_table(results),
         "",
-        f"Law used for the optimum and the predictions: **{results['chosen_law']}** (lower "
+        f"Law used for the optimum and the predictions: **{results.chosen_law}** (lower "
         "held-out-scale MRE).",
         "",
         "## Mixtures of the main runs",
         "",
-        f"Optimized at the main runs' N = {fmt_int(results['main_model_size'])} and D = "
-        f"{fmt_int(cfg['main_tokens'])}, each weight at least {cfg['min_weight']} (the plan's "
-        f"minimum: the law saw no mixture below it) and at most {cfg['max_repeat']} epochs of a "
+        f"Optimized at the main runs' N = {fmt_int(results.main_model_size)} and D = "
+        f"{fmt_int(cfg.main_tokens)}, each weight at least {cfg.min_weight} (the plan's "
+        f"minimum: the law saw no mixture below it) and at most {cfg.max_repeat} epochs of a "
         "domain's text.",
         "",
         *weights_table(results),
         "",
         "![weights](weights.png)",
         "",
+    ]
+
+
+def _runs_part(results: DemoResults, out: Path) -> list[str]:
+    """The main runs, the figures, the equivalent commands and the timings."""
+    cfg = results.config
+    seconds = {k: v for k, v in results.timings.to_json().items() if v is not None}
+    return [
         "## Main runs",
         "",
-        f"Width {cfg['main_width']} (N = {fmt_int(results['main_model_size'])}), "
-        f"{fmt_int(cfg['main_tokens'])} tokens, seeds {', '.join(map(str, cfg['seeds']))}. "
+        f"Width {cfg.main_width} (N = {fmt_int(results.main_model_size)}), "
+        f"{fmt_int(cfg.main_tokens)} tokens, seeds {', '.join(map(str, cfg.seeds))}. "
         "Measured = the final validation; predicted = the law at each run's recorded N, D and "
         "weights.",
         "",
@@ -138,14 +166,18 @@ def render_markdown(results: Mapping[str, Any], out: Path) -> str:
         "",
         "| stage | seconds |",
         "|---|---|",
-        *[f"| {k} | {val:.1f} |" for k, val in t.items()],
-        "",
+        *[f"| {k} | {val:.1f} |" for k, val in seconds.items()],
     ]
-    return "\n".join(lines)
 
 
-def write_report(results: Mapping[str, Any], out: Path) -> Path:
-    """Write the figures and report.md under ``out``; returns the report's path."""
+def write_report(results: DemoResults, out: Path) -> Path:
+    """Write the figures and report.md under ``out``; returns the report's path.
+
+    Example:
+        >>> results = DemoResults.load("demo_out/results.json")  # doctest: +SKIP
+        >>> write_report(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/report.md')
+    """
     from mixsampler.demo.figures import plot_curves, plot_main, plot_parity, plot_weights
 
     for plot in (plot_parity, plot_curves, plot_weights, plot_main):
@@ -158,28 +190,32 @@ def write_report(results: Mapping[str, Any], out: Path) -> Path:
     return path
 
 
-def summary(results: Mapping[str, Any], out: Path) -> str:
-    """The terminal summary printed at the end of ``mixsampler demo``."""
+def summary(results: DemoResults, out: Path) -> str:
+    """The terminal summary printed at the end of ``mixsampler demo``.
+
+    Example:
+        >>> results = DemoResults.load("demo_out/results.json")  # doctest: +SKIP
+        >>> print(summary(results, Path("demo_out")))  # doctest: +SKIP
+    """
     lines = ["", f"mixsampler demo: report in {out / 'report.md'}", ""]
-    chosen = results["chosen_law"]
-    for law, rep in results["laws"].items():
-        held = np.mean(list(rep["heldout_mre"].values()))
-        train = np.mean(list(rep["train_mre"].values()))
-        mark = "  <- used" if law == chosen else ""
+    for law, rep in results.laws.items():
+        held = np.mean(list(rep.heldout_mre.values()))
+        train = np.mean(list(rep.train_mre.values()))
+        mark = "  <- used" if law == results.chosen_law else ""
         lines.append(f"  {law:<9} MRE proxy {train:.2f}%   held-out largest size {held:.2f}%{mark}")
     lines.append("")
-    domains = results["domains"]
+    domains = results.domains
     lines.append("  mixture            " + " ".join(f"{d:>9}" for d in domains))
-    for mix, m in results["mixtures"].items():
-        lines.append(f"  {mix:<18} " + " ".join(f"{m['weights'][d]:9.3f}" for d in domains))
+    for mix, m in results.mixtures.items():
+        lines.append(f"  {mix:<18} " + " ".join(f"{m.weights[d]:9.3f}" for d in domains))
     lines.append("")
-    for obj in results["objectives"]:
+    for obj in results.objectives:
         lines.append(f"  main runs, {objective_label(results, obj)}:")
-        for mix, entry in results["main"]["mixtures"].items():
-            e = entry["objective"][obj]
+        for mix, entry in results.main.mixtures.items():
+            e = entry.objective[obj]
             lines.append(
-                f"    {mix:<18} measured {e['mean']:.4f} (spread {e['spread']:.4f})  "
-                f"predicted {e['predicted']:.4f} ({e['rel_error_pct']:.2f}% off)"
+                f"    {mix:<18} measured {e.mean:.4f} (spread {e.spread:.4f})  "
+                f"predicted {e.predicted:.4f} ({e.rel_error_pct:.2f}% off)"
             )
     lines.append("")
     lines += ["  " + ln.replace("**", "") for ln in verdict_lines(results)]

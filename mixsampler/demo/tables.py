@@ -1,5 +1,6 @@
 """The report's tables and computed sentences (verdict, reading, data, fits, mixtures, main
-runs, commands), each a list of markdown lines built from the results dict.
+runs, commands), each a list of markdown lines built from the demo's
+:class:`~mixsampler.demo.results.DemoResults`.
 
 Example:
     >>> from mixsampler.demo.tables import fmt_int
@@ -9,13 +10,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-BASELINES: tuple[str, ...] = ("uniform", "natural")
+from mixsampler.demo.results import BASELINES, DemoResults, ErrorByTokens
+
 MIX_COLORS = {
     "optimized-avg": "tab:green",
     "optimized-target": "tab:purple",
@@ -37,71 +37,72 @@ def fmt_int(n: float) -> str:
     return f"{int(round(n)):,d}"
 
 
-def objective_label(results: Mapping[str, Any], obj: str) -> str:
+def objective_label(results: DemoResults, obj: str) -> str:
     """Words for an objective: 'avg' is the mean over training domains, 'target' the
     held-out target(s)."""
     if obj == "avg":
         return "average loss over the training domains"
-    return "held-out target " + ", ".join(results["targets"])
+    return "held-out target " + ", ".join(results.targets)
 
 
-def verdict_lines(results: Mapping[str, Any]) -> list[str]:
-    v = results["verdict"]
+def verdict_lines(results: DemoResults) -> list[str]:
+    """One PASS/FAIL line per criterion, then a warning per uncertified optimum."""
+    v = results.verdict
     lines = []
-    for obj, o in v["objectives"].items():
+    for obj, o in v.objectives.items():
         label = objective_label(results, obj)
         parts = []
-        for base, c in o["vs"].items():
-            paired = ", ".join(f"{g:+.4f}" for g in c["paired"])
-            if c["wins"]:
+        for base, c in o.vs.items():
+            paired = ", ".join(f"{g:+.4f}" for g in c.paired)
+            if c.wins:
                 parts.append(
-                    f"beats {base} on every seed by at least {c['min_paired']:.4f} nats/byte "
-                    f"(seed by seed {paired}), more than the seed spread ({c['spread']:.4f})"
+                    f"beats {base} on every seed by at least {c.min_paired:.4f} nats/byte "
+                    f"(seed by seed {paired}), more than the seed spread ({c.spread:.4f})"
                 )
-            elif c["lower_on_every_seed"]:
+            elif c.lower_on_every_seed:
                 parts.append(
                     f"is lower than {base} on every seed (seed by seed {paired}), but NOT by "
-                    f"more than the seed spread ({c['spread']:.4f}) on each: not a "
+                    f"more than the seed spread ({c.spread:.4f}) on each: not a "
                     "demonstrated win"
                 )
-            elif c["better_on_average"]:
+            elif c.better_on_average:
                 parts.append(
-                    f"is lower than {base} by {c['gap']:.4f} on average but NOT on every seed "
-                    f"(seed by seed {paired}; spread {c['spread']:.4f})"
+                    f"is lower than {base} by {c.gap:.4f} on average but NOT on every seed "
+                    f"(seed by seed {paired}; spread {c.spread:.4f})"
                 )
             else:
                 parts.append(
-                    f"does NOT beat {base}: it is {-c['gap']:.4f} higher on average (seed by "
-                    f"seed {paired}; spread {c['spread']:.4f})"
+                    f"does NOT beat {base}: it is {-c.gap:.4f} higher on average (seed by "
+                    f"seed {paired}; spread {c.spread:.4f})"
                 )
-        status = "PASS" if o["wins"] else "FAIL"
+        status = "PASS" if o.wins else "FAIL"
         lines.append(f"- **{status}**: optimized-{obj} on the {label} " + "; ".join(parts) + ".")
-    w = v["prediction_worst_pct"]
-    status = "PASS" if v["prediction_within_2pct"] else "FAIL"
-    worst_key = max(v["prediction"], key=v["prediction"].get) if v["prediction"] else "n/a"
+    w = v.prediction_worst_pct
+    status = "PASS" if v.prediction_within_2pct else "FAIL"
+    worst_key = max(v.prediction, key=v.prediction.__getitem__) if v.prediction else "n/a"
     lines.append(
         f"- **{status}**: the law's prediction of the main runs is within {w:.2f}% of measured "
         f"for every run ({worst_key} the worst seed); the target is 2%."
     )
-    for mix, m in results["mixtures"].items():
-        if m.get("success") is False:
+    for mix, m in results.mixtures.items():
+        if m.success is False:
             lines.append(
                 f"- **WARNING**: the optimizer did not certify the optimum of {mix}: "
-                f"{m.get('message', '')}; its runs test these weights, not necessarily the "
+                f"{m.message or ''}; its runs test these weights, not necessarily the "
                 "law's optimum."
             )
     return lines
 
 
-def reading_lines(results: Mapping[str, Any]) -> list[str]:
+def reading_lines(results: DemoResults) -> list[str]:
     """Facts computed from the main runs that explain the verdict: paired seeds, the law's
     common offset, and whether it ranks the mixtures in the measured order."""
-    by_mix = results["main"]["mixtures"]
+    by_mix = results.main.mixtures
     lines = []
-    for obj in results["objectives"]:
-        opt = by_mix[f"optimized-{obj}"]["objective"][obj]["measured"]
+    for obj in results.objectives:
+        opt = by_mix[f"optimized-{obj}"].objective[obj].measured
         for base in BASELINES:
-            other = by_mix[base]["objective"][obj]["measured"]
+            other = by_mix[base].objective[obj].measured
             diffs = [o - b for o, b in zip(opt, other, strict=True)]
             lower = sum(d < 0 for d in diffs)
             lines.append(
@@ -109,10 +110,10 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
                 f"initialisation and data order): {', '.join(f'{d:+.4f}' for d in diffs)}; "
                 f"lower on {lower} of {len(diffs)} seeds."
             )
-    for obj in results["objectives"]:
+    for obj in results.objectives:
         mixes = list(by_mix)
-        meas = [by_mix[m]["objective"][obj]["mean"] for m in mixes]
-        pred = [by_mix[m]["objective"][obj]["predicted"] for m in mixes]
+        meas = [by_mix[m].objective[obj].mean for m in mixes]
+        pred = [by_mix[m].objective[obj].predicted for m in mixes]
         signed = [(p - m) / m * 100 for p, m in zip(pred, meas, strict=True)]
         order_m = [mixes[i] for i in np.argsort(meas)]
         order_p = [mixes[i] for i in np.argsort(pred)]
@@ -127,80 +128,90 @@ def reading_lines(results: Mapping[str, Any]) -> list[str]:
             f"(measured best to worst: {', '.join(order_m)}; predicted: "
             f"{', '.join(order_p)})."
         )
-    for obj in results["objectives"]:
-        opt = by_mix[f"optimized-{obj}"]["objective"][obj]
+    for obj in results.objectives:
+        opt_stats = by_mix[f"optimized-{obj}"].objective[obj]
         for base in BASELINES:
-            other = by_mix[base]["objective"][obj]
-            predicted_gain = other["predicted"] - opt["predicted"]
-            noise = max(other["spread"], opt["spread"])
+            other_stats = by_mix[base].objective[obj]
+            predicted_gain = other_stats.predicted - opt_stats.predicted
+            noise = max(other_stats.spread, opt_stats.spread)
             if predicted_gain <= noise:
                 lines.append(
                     f"- {obj}: the law itself predicted optimized-{obj} to beat {base} by only "
                     f"{predicted_gain:+.4f}, not more than the seed spread ({noise:.4f}): "
                     "a gain that small cannot be told from seed noise at this size."
                 )
-    bt = results["main"].get("by_tokens")
-    if bt:
-        d = fmt_int(bt["proxy_tokens_max"])
-        w, b = bt["within"], bt["beyond"]
-        line = (
-            f"- On every main-run validation up to D = {d} (the proxies' longest run; only N is "
-            f"extrapolated) the law's MRE is {w['mre']:.2f}% (mean signed error "
-            f"{w['bias']:+.2f}%, {w['rows']} validations)"
-        )
-        if b["rows"]:
-            line += (
-                f"; beyond it (N and D extrapolated) {b['mre']:.2f}% ({b['bias']:+.2f}%, "
-                f"{b['rows']} validations)"
-            )
-        lines.append(line + ".")
-        if b["rows"] and b["mre"] > 2 * w["mre"] and b["bias"] > 0:
-            lines.append(
-                "- The main runs' loss keeps falling faster with D than the power law fitted "
-                "on the proxies: the law over-predicts more the further it extrapolates in D. "
-                "The proxies' curves have not reached the regime where L(D) bends like "
-                "E + B/D^beta, so their fit cannot foresee the main runs' later drop."
-            )
-    for law, rep in results["laws"].items():
-        bias_d = float(np.mean(list(rep["heldout_d_bias"].values())))
+    lines += _by_tokens_lines(results.main.by_tokens)
+    for law, rep in results.laws.items():
+        bias_d = float(np.mean(list(rep.heldout_d_bias.values())))
         lines.append(
             f"- Extrapolation in D on the proxies themselves ({law} law fitted on D <= "
-            f"{fmt_int(rep['d_half'])}, scored on the rest, up to 2x D): MRE "
-            f"{np.mean(list(rep['heldout_d_mre'].values())):.2f}%, mean signed error "
+            f"{fmt_int(rep.d_half)}, scored on the rest, up to 2x D): MRE "
+            f"{np.mean(list(rep.heldout_d_mre.values())):.2f}%, mean signed error "
             f"{bias_d:+.2f}%"
             + (" (too high: the curves fall faster than E + B/D^beta)." if bias_d > 1 else ".")
         )
     return lines
 
 
-def data_table(results: Mapping[str, Any]) -> list[str]:
-    data = results["data"]
-    natural = results["mixtures"]["natural"]["weights"]
+def _by_tokens_lines(bt: ErrorByTokens) -> list[str]:
+    """The law's error on the main runs' validations within and beyond the proxies' D."""
+    d = fmt_int(bt.proxy_tokens_max)
+    w, b = bt.within, bt.beyond
+    line = (
+        f"- On every main-run validation up to D = {d} (the proxies' longest run; only N is "
+        f"extrapolated) the law's MRE is {_pct(w.mre, '.2f')}% (mean signed error "
+        f"{_pct(w.bias, '+.2f')}%, {w.rows} validations)"
+    )
+    if b.rows:
+        line += (
+            f"; beyond it (N and D extrapolated) {_pct(b.mre, '.2f')}% "
+            f"({_pct(b.bias, '+.2f')}%, {b.rows} validations)"
+        )
+    lines = [line + "."]
+    if w.mre is not None and b.mre is not None and b.bias is not None:
+        if b.mre > 2 * w.mre and b.bias > 0:
+            lines.append(
+                "- The main runs' loss keeps falling faster with D than the power law fitted "
+                "on the proxies: the law over-predicts more the further it extrapolates in D. "
+                "The proxies' curves have not reached the regime where L(D) bends like "
+                "E + B/D^beta, so their fit cannot foresee the main runs' later drop."
+            )
+    return lines
+
+
+def _pct(x: float | None, spec: str) -> str:
+    """``x`` formatted with ``spec``; "n/a" when there is no number (no rows)."""
+    return "n/a" if x is None else format(x, spec)
+
+
+def data_table(results: DemoResults) -> list[str]:
+    """One row per domain: role, source, documents, bytes, natural weight, hashes."""
+    natural = results.mixtures["natural"].weights
     lines = [
         "| domain | role | source | documents train / val | train text | val text | "
         "available | natural weight | sha256 train / val |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, d in data["domains"].items():
-        role = "training" if d["train"] else "held-out target"
+    for name, d in results.data.domains.items():
+        role = "training" if d.train else "held-out target"
         nat = f"{natural[name]:.3f}" if name in natural else "-"
         lines.append(
-            f"| {name} | {role} | {d['source']} | {len(d['train_docs'])} / {len(d['val_docs'])} "
-            f"| {fmt_bytes(d['train_bytes'])} | {fmt_bytes(d['val_bytes'])} | "
-            f"{fmt_bytes(d.get('available_bytes'))} | {nat} | "
-            f"{(d.get('train_sha256') or '-')[:12]} / {(d.get('val_sha256') or '-')[:12]} |"
+            f"| {name} | {role} | {d.source} | {len(d.train_docs)} / {len(d.val_docs)} "
+            f"| {fmt_bytes(d.train_bytes)} | {fmt_bytes(d.val_bytes)} | "
+            f"{fmt_bytes(d.available_bytes)} | {nat} | "
+            f"{(d.train_sha256 or '-')[:12]} / {(d.val_sha256 or '-')[:12]} |"
         )
     return lines
 
 
-def why_domains(results: Mapping[str, Any]) -> list[str]:
+def why_domains(results: DemoResults) -> list[str]:
     """Why these objectives, with the natural mixture's largest share and what the law made of
     that domain computed from the results, not assumed."""
-    mixes = results["mixtures"]
-    natural = mixes["natural"]["weights"]
-    big = max(natural, key=natural.get)
+    mixes = results.mixtures
+    natural = mixes["natural"].weights
+    big = max(natural, key=natural.__getitem__)
     given = ", ".join(
-        f"{m} gives it {mixes[m]['weights'][big]:.2f}" for m in mixes if m.startswith("optimized")
+        f"{m} gives it {mixes[m].weights[big]:.2f}" for m in mixes if m.startswith("optimized")
     )
     return [
         "Why these objectives (fixed before any run): the held-out target is text no run "
@@ -214,87 +225,92 @@ def why_domains(results: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def fingerprint_lines(results: Mapping[str, Any]) -> list[str]:
+def fingerprint_lines(results: DemoResults) -> list[str]:
     """Two reports with the same fingerprints trained on the same bytes with the same
     mixtures; a difference in the weights' fingerprint explains a difference in sample order."""
-    mixes = results["mixtures"]
+    mixes = results.mixtures
     return [
-        f"Fingerprints: data `{results['data'].get('fingerprint', '-')}`; weights "
-        + ", ".join(f"{m} `{mixes[m].get('fingerprint', '-')}`" for m in mixes)
+        f"Fingerprints: data `{results.data.fingerprint()}`; weights "
+        + ", ".join(f"{m} `{mixes[m].fingerprint}`" for m in mixes)
         + " (SHA-256 of the bytes, and of the weights as exact JSON)."
     ]
 
 
-def fit_table(results: Mapping[str, Any]) -> list[str]:
-    targets = [*results["domains"], *results["targets"]]
+def fit_table(results: DemoResults) -> list[str]:
+    """Per law and target: MRE on the proxies, held out in N and in D, and convergence."""
+    targets = [*results.domains, *results.targets]
+    n_max = fmt_int(results.proxy_sizes[-1])
     lines = [
-        "| law | target | MRE % proxy (fit on all) | MRE % held-out scale (fit on N < "
-        f"{fmt_int(results['proxy_sizes'][-1])}, evaluated at N = "
-        f"{fmt_int(results['proxy_sizes'][-1])}) | MRE % held-out D (fit on D <= "
-        f"{fmt_int(next(iter(results['laws'].values()))['d_half'])}, evaluated beyond; mean "
+        f"| law | target | MRE % proxy (fit on all) | MRE % held-out scale (fit on N < {n_max}, "
+        f"evaluated at N = {n_max}) | MRE % held-out D (fit on D <= "
+        f"{fmt_int(next(iter(results.laws.values())).d_half)}, evaluated beyond; mean "
         "signed error) | fit converged |",
         "|---|---|---|---|---|---|",
     ]
-    for law, rep in results["laws"].items():
+    for law, rep in results.laws.items():
         for t in targets:
             conv = []
-            for label, key in (("all", "fit"), ("held-out", "heldout_fit")):
-                f = rep[key][t]
-                conv.append(f"{label}: " + ("yes" if f["success"] else f"no ({f['message']})"))
+            for label, fits in (("all", rep.fit), ("held-out", rep.heldout_fit)):
+                f = fits[t]
+                conv.append(f"{label}: " + ("yes" if f.success else f"no ({f.message})"))
             lines.append(
-                f"| {law} | {t} | {rep['train_mre'][t]:.3f} | {rep['heldout_mre'][t]:.3f} | "
-                f"{rep['heldout_d_mre'][t]:.3f} ({rep['heldout_d_bias'][t]:+.2f}) | "
+                f"| {law} | {t} | {rep.train_mre[t]:.3f} | {rep.heldout_mre[t]:.3f} | "
+                f"{rep.heldout_d_mre[t]:.3f} ({rep.heldout_d_bias[t]:+.2f}) | "
                 f"{'; '.join(conv)} |"
             )
         lines.append(
-            f"| {law} | **mean** | {np.mean([rep['train_mre'][t] for t in targets]):.3f} | "
-            f"{np.mean([rep['heldout_mre'][t] for t in targets]):.3f} | "
-            f"{np.mean([rep['heldout_d_mre'][t] for t in targets]):.3f} "
-            f"({np.mean([rep['heldout_d_bias'][t] for t in targets]):+.2f}) | |"
+            f"| {law} | **mean** | {np.mean([rep.train_mre[t] for t in targets]):.3f} | "
+            f"{np.mean([rep.heldout_mre[t] for t in targets]):.3f} | "
+            f"{np.mean([rep.heldout_d_mre[t] for t in targets]):.3f} "
+            f"({np.mean([rep.heldout_d_bias[t] for t in targets]):+.2f}) | |"
         )
     return lines
 
 
-def weights_table(results: Mapping[str, Any]) -> list[str]:
-    mixes = list(results["mixtures"])
+def weights_table(results: DemoResults) -> list[str]:
+    """One row per training domain, one column per mixture."""
+    mixes = list(results.mixtures)
     lines = ["| domain | " + " | ".join(mixes) + " |", "|---" * (len(mixes) + 1) + "|"]
-    for d in results["domains"]:
-        cells = [f"{results['mixtures'][m]['weights'][d]:.3f}" for m in mixes]
+    for d in results.domains:
+        cells = [f"{results.mixtures[m].weights[d]:.3f}" for m in mixes]
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     return lines
 
 
-def main_table(results: Mapping[str, Any]) -> list[str]:
+def main_table(results: DemoResults) -> list[str]:
+    """Per objective and mixture: measured per seed, mean, spread, predicted, worst error."""
     lines = [
         "| objective | mixture | measured per seed | mean | spread (max - min) | "
         "predicted | worst seed's prediction error % |",
         "|---|---|---|---|---|---|---|",
     ]
-    for obj in results["objectives"]:
-        for mix, entry in results["main"]["mixtures"].items():
-            e = entry["objective"][obj]
-            seeds = ", ".join(f"{x:.4f}" for x in e["measured"])
+    for obj in results.objectives:
+        for mix, entry in results.main.mixtures.items():
+            e = entry.objective[obj]
+            seeds = ", ".join(f"{x:.4f}" for x in e.measured)
             lines.append(
-                f"| {obj} | {mix} | {seeds} | {e['mean']:.4f} | {e['spread']:.4f} | "
-                f"{e['predicted']:.4f} | {e['max_rel_error_pct']:.2f} |"
+                f"| {obj} | {mix} | {seeds} | {e.mean:.4f} | {e.spread:.4f} | "
+                f"{e.predicted:.4f} | {e.max_rel_error_pct:.2f} |"
             )
     return lines
 
 
-def per_domain_table(results: Mapping[str, Any]) -> list[str]:
-    cols = [*results["domains"], *results["targets"]]
+def per_domain_table(results: DemoResults) -> list[str]:
+    """Per main run and target: measured (predicted) final loss."""
+    cols = [*results.domains, *results.targets]
     lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for run, r in results["main"]["runs"].items():
-        cells = [f"{r['loss'][c]:.4f} ({r['pred'][c]:.4f})" for c in cols]
+    for run, r in results.main.runs.items():
+        cells = [f"{r.loss[c]:.4f} ({r.pred[c]:.4f})" for c in cols]
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     return lines
 
 
-def commands(results: Mapping[str, Any], out: Path) -> list[str]:
-    proxy = results["files"]["proxy_rows"]
-    n_max = fmt_sci(results["proxy_sizes"][-1])
+def commands(results: DemoResults, out: Path) -> list[str]:
+    """The command lines that redo the fits, held-out checks and optima by hand."""
+    proxy = results.files.proxy_rows
+    n_max = fmt_sci(results.proxy_sizes[-1])
     lines = ["```"]
-    for law in results["laws"]:
+    for law, rep in results.laws.items():
         lines.append(f"mixsampler fit {proxy} --law {law} --target all -o {out}/laws/{law}.json")
         lines.append(
             f'mixsampler fit {proxy} --law {law} --target all --where "model_size < {n_max}" '
@@ -304,7 +320,7 @@ def commands(results: Mapping[str, Any], out: Path) -> list[str]:
             f"mixsampler evaluate {out}/laws/{law}.heldout.json {proxy} "
             f'--where "model_size >= {n_max}"'
         )
-        half = fmt_sci(results["laws"][law]["d_half"])
+        half = fmt_sci(rep.d_half)
         lines.append(
             f'mixsampler fit {proxy} --law {law} --target all --where "n_tokens <= {half}" '
             f"-o {out}/laws/{law}.early.json"
@@ -312,22 +328,20 @@ def commands(results: Mapping[str, Any], out: Path) -> list[str]:
         lines.append(
             f'mixsampler evaluate {out}/laws/{law}.early.json {proxy} --where "n_tokens > {half}"'
         )
-    chosen = results["chosen_law"]
-    n, d = results["main_model_size"], results["config"]["main_tokens"]
-    mw = results["config"]["min_weight"]
+    chosen = results.chosen_law
+    cfg = results.config
+    n, d = results.main_model_size, cfg.main_tokens
     avail = " ".join(
-        f"--available {dom}={results['data']['domains'][dom]['train_bytes']}"
-        for dom in results["domains"]
+        f"--available {dom}={results.data.domains[dom].train_bytes}" for dom in results.domains
     )
-    rep = results["config"]["max_repeat"]
-    for obj, objective in results["objectives"].items():
+    for obj, objective in results.objectives.items():
         spec = ",".join(f"{t}={w:.6g}" for t, w in objective.items())
         lines.append(
             f"mixsampler optimize {out}/laws/{chosen}.json --model-size {n} --tokens {d} "
-            f"--objective {spec} --min-weight {mw} {avail} --max-repeat {rep} "
-            f"-o {out}/weights/optimized-{obj}.json"
+            f"--objective {spec} --min-weight {cfg.min_weight} {avail} "
+            f"--max-repeat {cfg.max_repeat} -o {out}/weights/optimized-{obj}.json"
         )
-    lines.append(f"mixsampler evaluate {out}/laws/{chosen}.json {results['files']['main_rows']}")
+    lines.append(f"mixsampler evaluate {out}/laws/{chosen}.json {results.files.main_rows}")
     lines.append("```")
     return lines
 

@@ -10,6 +10,13 @@ import torch
 from mixsampler.demo.data import DataConfig, DemoData, DomainData, load_user_data, select_documents
 from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
 from mixsampler.demo.pipeline import DemoConfig, verdict
+from mixsampler.demo.results import (
+    ErrorByTokens,
+    ErrorSummary,
+    MainEvaluation,
+    MixtureEvaluation,
+    ObjectiveStats,
+)
 
 
 def test_select_documents_is_deterministic_and_splits_by_file() -> None:
@@ -136,59 +143,55 @@ def test_demo_config_validation() -> None:
         DemoConfig(seeds=(0, 1, 1))
 
 
-def _results(opt: list[float], uni: list[float], nat: list[float], off: float = 0.0) -> dict:
+def _main(opt: list[float], uni: list[float], nat: list[float], off: float = 0.0) -> MainEvaluation:
     # every mixture predicted at its measured mean times (1 + off)
-    def entry(vals: list[float]) -> dict:
+    def entry(vals: list[float]) -> MixtureEvaluation:
         mean = sum(vals) / len(vals)
         pred = mean * (1 + off)
-        return {
-            "objective": {
-                "avg": {
-                    "measured": vals,
-                    "mean": mean,
-                    "spread": max(vals) - min(vals),
-                    "predicted": pred,
-                    "rel_error_pct": abs(pred - mean) / mean * 100,
-                    "max_rel_error_pct": max(abs(pred - v) / v * 100 for v in vals),
-                }
-            }
-        }
+        stats = ObjectiveStats(
+            measured=tuple(vals),
+            predicted_per_seed=(pred,) * len(vals),
+            mean=mean,
+            spread=max(vals) - min(vals),
+            predicted=pred,
+            rel_error_pct=abs(pred - mean) / mean * 100,
+            max_rel_error_pct=max(abs(pred - v) / v * 100 for v in vals),
+        )
+        return MixtureEvaluation(seeds=(0, 1, 2), objective={"avg": stats})
 
-    return {
-        "objectives": {"avg": {"a": 1.0}},
-        "main": {
-            "mixtures": {
-                "optimized-avg": entry(opt),
-                "uniform": entry(uni),
-                "natural": entry(nat),
-            }
-        },
-    }
+    no_rows = ErrorSummary(rows=0, mre=None, bias=None)
+    return MainEvaluation(
+        runs={},
+        mixtures={"optimized-avg": entry(opt), "uniform": entry(uni), "natural": entry(nat)},
+        by_tokens=ErrorByTokens(proxy_tokens_max=1.0, within=no_rows, beyond=no_rows),
+    )
 
 
 def test_verdict_is_computed_from_the_numbers() -> None:
-    win = verdict(_results([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.20, 2.22, 2.21]))
-    assert win["objectives"]["avg"]["wins"] and win["all_pass"]
-    assert win["objectives"]["avg"]["vs"]["uniform"]["paired"] == pytest.approx([0.1] * 3)
+    win = verdict(_main([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.20, 2.22, 2.21]), ["avg"])
+    assert win.objectives["avg"].wins and win.all_pass
+    assert win.objectives["avg"].vs["uniform"].paired == pytest.approx((0.1,) * 3)
     # lower on average but within the seed spread: not a win
-    close = verdict(_results([2.00, 2.05, 2.02], [2.03, 2.06, 2.04], [2.20, 2.22, 2.21]))
-    assert not close["objectives"]["avg"]["vs"]["uniform"]["wins"]
-    assert close["objectives"]["avg"]["vs"]["uniform"]["better_on_average"]
-    assert not close["all_pass"]
+    close = verdict(_main([2.00, 2.05, 2.02], [2.03, 2.06, 2.04], [2.20, 2.22, 2.21]), ["avg"])
+    assert not close.objectives["avg"].vs["uniform"].wins
+    assert close.objectives["avg"].vs["uniform"].better_on_average
+    assert not close.all_pass
     # a large mean gap carried by one seed, the optimum higher on another: not a win
-    one_seed = verdict(_results([2.00, 2.00, 2.00], [2.50, 2.50, 1.99], [2.5, 2.5, 2.5]))
-    vs = one_seed["objectives"]["avg"]["vs"]["uniform"]
-    assert vs["better_on_average"] and not vs["lower_on_every_seed"] and not vs["wins"]
+    one_seed = verdict(_main([2.00, 2.00, 2.00], [2.50, 2.50, 1.99], [2.5, 2.5, 2.5]), ["avg"])
+    vs = one_seed.objectives["avg"].vs["uniform"]
+    assert vs.better_on_average and not vs.lower_on_every_seed and not vs.wins
     # a prediction 5% off fails the 2% criterion even when the mixture wins
-    off = verdict(_results([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.2, 2.22, 2.21], off=0.05))
-    assert off["objectives"]["avg"]["wins"] and not off["prediction_within_2pct"]
+    off = verdict(
+        _main([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.2, 2.22, 2.21], off=0.05), ["avg"]
+    )
+    assert off.objectives["avg"].wins and not off.prediction_within_2pct
 
 
 def test_prediction_criterion_is_the_worst_seed_not_the_mean() -> None:
     # seeds 1.9 and 2.1 around a prediction of 2.0: the mean is exact, each seed 5 % off
-    res = _results([1.9, 2.0, 2.1], [2.5, 2.6, 2.7], [2.8, 2.9, 3.0])
-    assert res["main"]["mixtures"]["optimized-avg"]["objective"]["avg"]["rel_error_pct"] < 1e-9
-    assert not verdict(res)["prediction_within_2pct"]
+    main = _main([1.9, 2.0, 2.1], [2.5, 2.6, 2.7], [2.8, 2.9, 3.0])
+    assert main.mixtures["optimized-avg"].objective["avg"].rel_error_pct < 1e-9
+    assert not verdict(main, ["avg"]).prediction_within_2pct
 
 
 def test_fingerprints_change_with_the_bytes_and_the_weights() -> None:
