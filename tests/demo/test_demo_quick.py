@@ -8,20 +8,39 @@ import glob
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import laws
 from mixsampler.cli import main as cli_main
+from mixsampler.demo import pipeline
+from mixsampler.demo.results import DemoResults
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoResults]:
+    """The output folder and the results ``run_demo`` returned to the CLI."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    # The CLI, as `make demo-quick` runs it.
-    assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
-    return out
+    returned: list[DemoResults] = []
+    real = pipeline.run_demo
+
+    def run_demo(*args: Any, **kwargs: Any) -> DemoResults:
+        returned.append(real(*args, **kwargs))
+        return returned[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "run_demo", run_demo)
+        # The CLI, as `make demo-quick` runs it.
+        assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
+    assert len(returned) == 1
+    return out, returned[0]
+
+
+@pytest.fixture(scope="module")
+def demo_out(demo_run: tuple[Path, DemoResults]) -> Path:
+    return demo_run[0]
 
 
 def _table(md: str, header_start: str) -> list[list[str]]:
@@ -61,6 +80,16 @@ def test_outputs_exist(demo_out: Path) -> None:
         assert path.is_file() and path.stat().st_size > 0, name
     assert glob.glob(str(demo_out / "runs" / "proxy" / "*.csv"))
     assert len(glob.glob(str(demo_out / "runs" / "main" / "*.csv"))) == 12  # 4 mixtures x 3 seeds
+
+
+def test_results_json_loads_as_what_run_demo_returned(demo_run: tuple[Path, DemoResults]) -> None:
+    out, returned = demo_run
+    assert isinstance(returned, DemoResults)
+    loaded = DemoResults.load(out / "results.json")
+    assert loaded == returned
+    assert loaded.timings.total is not None and loaded.timings.report is not None
+    # main.runs is in run-name order, runs in training order
+    assert sorted(r.name for r in loaded.runs if r.stage == "main") == list(loaded.main.runs)
 
 
 def test_heldout_mre_in_report_recomputed_from_rows_and_law_files(demo_out: Path) -> None:
