@@ -43,6 +43,8 @@ class GPTConfig:
         n_head: attention heads; ``d_model`` must be divisible by it.
         d_model: width; the knob that sets N.
         mlp_ratio: hidden width of the MLP relative to ``d_model`` (GPT-2's 4).
+        init_std: standard deviation of the weights at initialisation (GPT-2's 0.02, which
+            it set for width 768).
     """
 
     vocab_size: int = 256
@@ -51,8 +53,11 @@ class GPTConfig:
     n_head: int = 2
     d_model: int = 64
     mlp_ratio: int = 4
+    init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        if not (self.init_std > 0 and math.isfinite(self.init_std)):
+            raise ValueError(f"init_std must be a positive finite number, got {self.init_std!r}")
         for name in ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "mlp_ratio"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -75,12 +80,20 @@ class TrainConfig:
             (a cosine decay makes late points depend on the planned length).
         weight_decay: AdamW decay on matrices only.
         betas: AdamW betas (the paper's 0.9, 0.95).
+        decay_steps: 0 keeps the rate constant after warm-up; otherwise a cosine decay from
+            the end of warm-up to ``min_lr_ratio * lr`` at this step (the run's last). A
+            decayed run's validations are points of a curve that depends on the planned
+            length, so they extrapolate in D only to runs of the same length; in exchange the
+            end point is far less noisy (the decay averages the last steps' updates).
+        min_lr_ratio: the rate at ``decay_steps``, relative to ``lr`` (Chinchilla's 0.1).
     """
 
     lr: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.95)
+    decay_steps: int = 0
+    min_lr_ratio: float = 0.1
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -89,6 +102,28 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.decay_steps < 0 or (self.decay_steps and self.decay_steps <= self.warmup_steps):
+            raise ValueError(
+                f"decay_steps must be 0 (constant rate) or above warmup_steps="
+                f"{self.warmup_steps}, got {self.decay_steps!r}"
+            )
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+
+    def lr_factor(self, step: int) -> float:
+        """The rate at optimizer step ``step`` relative to ``lr``.
+
+        Example:
+            >>> tc = TrainConfig(warmup_steps=10, decay_steps=110, min_lr_ratio=0.1)
+            >>> tc.lr_factor(4), tc.lr_factor(9), round(tc.lr_factor(110), 6)
+            (0.5, 1.0, 0.1)
+        """
+        warmup = max(self.warmup_steps, 1)
+        if step < warmup or not self.decay_steps:
+            return min(1.0, (step + 1) / warmup)
+        progress = min(1.0, (step + 1 - warmup) / (self.decay_steps + 1 - warmup))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
 
 
 class _Block(nn.Module):
@@ -135,7 +170,7 @@ def collate_bytes(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 class TinyGPT(pl.LightningModule):
-    """A pre-norm GPT over bytes, trained with AdamW at a constant rate after warm-up.
+    """A pre-norm GPT over bytes, trained with AdamW: warm-up, then a constant or cosine rate.
 
     Args:
         cfg: the model's shape.
@@ -160,20 +195,16 @@ class TinyGPT(pl.LightningModule):
         self.blocks = nn.ModuleList(_Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.d_model)
         # Tied output head: at d_model=32 an untied 256-way head would be a large share of N.
-        self.apply(self._init)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=c.init_std)
+            if isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
         for name, p in self.named_parameters():
             if name.endswith(("proj.weight", "fc_out.weight")):
                 # GPT-2's scaled init of residual projections keeps depth from inflating
                 # the residual stream at initialisation.
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.n_layer))
-
-    @staticmethod
-    def _init(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
+                nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.n_layer))
 
     def non_embedding_params(self) -> int:
         """Parameters outside the embeddings: the paper's N (and DomainLossLogger's default)."""
@@ -243,6 +274,5 @@ class TinyGPT(pl.LightningModule):
             lr=tc.lr,
             betas=tc.betas,
         )
-        warmup = max(tc.warmup_steps, 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, tc.lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
