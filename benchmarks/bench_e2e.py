@@ -75,6 +75,8 @@ def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
         n_mixtures=args.n_mixtures or base.n_mixtures,
         seeds=tuple(args.seeds) if args.seeds else base.seeds,
         lr=args.lr or base.lr,
+        lr_decay=not args.constant_lr,
+        init_gain=None if args.gpt2_init else (args.init_gain or base.init_gain),
         seed=args.seed,
     )
 
@@ -105,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-cap", type=int, help="validation bytes per domain")
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--constant-lr",
+        action="store_true",
+        help="no cosine decay (the paper's fitting runs; needed to extrapolate in D)",
+    )
+    p.add_argument("--init-gain", type=float, help="init std = gain / sqrt(width)")
+    p.add_argument("--gpt2-init", action="store_true", help="GPT-2's fixed init std 0.02")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixsampler.demo.config import DemoConfig
 from mixsampler.demo.results import DemoResults
 from mixsampler.demo.tables import (
     commands,
@@ -101,9 +102,10 @@ def _method_part(results: DemoResults) -> list[str]:
         f"{cfg.n_mixtures} mixtures (the paper's evenly spaced simplex grid, minimum weight "
         f"{cfg.min_weight}) x {len(results.proxy_sizes)} model sizes (non-embedding N = "
         f"{sizes}; width {', '.join(map(str, cfg.proxy_widths))}, {cfg.n_layer} layers) at "
-        f"{fmt_int(cfg.proxy_tokens)} tokens each, constant learning rate {cfg.lr} after "
-        f"{cfg.warmup_steps} warm-up steps, {cfg.evals_per_run} validations per run (each "
-        f"one run-table row). Took {results.timings.proxy_sweep:.0f} s.",
+        f"{fmt_int(cfg.proxy_tokens)} tokens each, learning rate {cfg.lr} after "
+        f"{cfg.warmup_steps} warm-up steps, {_schedule(cfg)}, {_init(cfg)}, "
+        f"{cfg.evals_per_run} validations per run (each one run-table row). "
+        f"Took {results.timings.proxy_sweep:.0f} s.",
         "",
         "## Fitted laws",
         "",
@@ -220,3 +222,18 @@ def summary(results: DemoResults, out: Path) -> str:
     lines.append("")
     lines += ["  " + ln.replace("**", "") for ln in verdict_lines(results)]
     return "\n".join(lines)
+
+
+def _schedule(cfg: DemoConfig) -> str:
+    if not cfg.lr_decay:
+        return "then constant (the paper's fitting runs)"
+    return (
+        f"then a cosine decay to {cfg.min_lr_ratio:g} x at the last step (main runs train as "
+        f"long as the proxies, so each of their validations sits where a proxy's does)"
+    )
+
+
+def _init(cfg: DemoConfig) -> str:
+    if cfg.init_gain is None:
+        return "weights initialised with GPT-2's standard deviation 0.02"
+    return f"weights initialised with standard deviation {cfg.init_gain:g} / sqrt(width)"

@@ -39,12 +39,35 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*set_vital.*")
 
 
-def make_model(cfg: DemoConfig, width: int) -> Any:
+def train_settings(cfg: DemoConfig, steps: int) -> dict[str, Any]:
+    """``TrainConfig`` fields of a run of ``steps`` optimizer steps (its decay ends there)."""
+    return {
+        "lr": cfg.lr,
+        "warmup_steps": cfg.warmup_steps,
+        "decay_steps": steps if cfg.lr_decay else 0,
+        "min_lr_ratio": cfg.min_lr_ratio,
+    }
+
+
+def init_std(cfg: DemoConfig, width: int) -> float:
+    """GPT-2's 0.02, or ``init_gain / sqrt(width)`` when the config sets a gain."""
+    return 0.02 if cfg.init_gain is None else cfg.init_gain / width**0.5
+
+
+def make_model(cfg: DemoConfig, width: int, steps: int | None = None) -> Any:
+    """The demo's model at ``width``; ``steps`` (the run's length) is where the decay ends."""
     from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig
 
+    steps = steps if steps is not None else max(1, cfg.proxy_tokens // cfg.tokens_per_step)
     return TinyGPT(
-        GPTConfig(seq_len=cfg.data.seq_len, n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=width),
-        TrainConfig(lr=cfg.lr, warmup_steps=cfg.warmup_steps),
+        GPTConfig(
+            seq_len=cfg.data.seq_len,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            d_model=width,
+            init_std=init_std(cfg, width),
+        ),
+        TrainConfig(**train_settings(cfg, steps)),
     )
 
 
@@ -74,8 +97,8 @@ def train_run(
 
     _quiet_lightning()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    model = make_model(cfg, spec.width)
     steps = max(1, spec.tokens // cfg.tokens_per_step)
+    model = make_model(cfg, spec.width, steps)
     every = eval_every(cfg, spec.tokens)
     train = {d: data.domains[d].train for d in data.train_domains}
     val = {n: d.val for n, d in data.domains.items()}

@@ -11,7 +11,7 @@ from typing import Any
 
 from mixsampler.demo.config import DemoConfig, RunSpec
 from mixsampler.demo.data import DemoData
-from mixsampler.demo.runs import eval_every
+from mixsampler.demo.runs import eval_every, train_settings
 
 
 def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
@@ -71,7 +71,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
                     "n_head": cfg.n_head,
                     "d_model": cfg.proxy_widths[0],
                 },
-                "train_cfg": {"lr": cfg.lr, "warmup_steps": cfg.warmup_steps},
+                "train_cfg": train_settings(cfg, max(1, cfg.proxy_tokens // cfg.tokens_per_step)),
             },
         },
         "data": {
