@@ -74,6 +74,25 @@ class RunTable:
             n_column=self.n_column,
         )
 
+    def last_per_run(self) -> RunTable:
+        """The last evaluation (largest D) of every run, one row per run, in run-id order.
+
+        What a main run ended at, or the end point of each proxy curve. Among rows of one run
+        with the same largest D, the later row wins (a resumed run rewrites its end point).
+
+        Example:
+            >>> t = RunTable(("a",), ("a",), np.array([1.0, 1.0, 2.0]), np.array([10.0, 20.0, 5.0]),
+            ...              np.ones((3, 1)), {"a": np.array([3.0, 2.0, 4.0])},
+            ...              np.array(["r1", "r1", "r2"]))
+            >>> t.last_per_run().losses["a"].tolist()
+            [2.0, 4.0]
+        """
+        last: dict[str, int] = {}
+        for i, run in enumerate(self.run_ids.astype(str).tolist()):
+            if run not in last or self.n_tokens[i] >= self.n_tokens[last[run]]:
+                last[run] = i
+        return self.select([last[r] for r in sorted(last)])
+
     def column(self, name: str) -> np.ndarray:
         """A column as floats when every value parses, else as strings."""
         if name == self.n_column:

@@ -31,16 +31,6 @@ from mixsampler.demo.results import (
 )
 
 
-def final_rows(table: Any) -> Any:
-    """The last validation (most tokens) of every run of a ``laws.RunTable``, one row per run
-    in run order: the measured end point of each main run."""
-    last: dict[str, int] = {}
-    for i, run in enumerate(table.run_ids.tolist()):
-        if run not in last or table.n_tokens[i] >= table.n_tokens[last[run]]:
-            last[run] = i
-    return table.select([last[r] for r in sorted(last)])
-
-
 def evaluate_main(
     rows: str,
     fitted: Mapping[str, Any],
@@ -67,7 +57,7 @@ def evaluate_main(
     """
     import laws
 
-    final = final_rows(load_rows(rows))
+    final = load_rows(rows).last_per_run()
     preds = laws.predict_table(fitted, final)
     meta = {r.name: r for r in runs}
     per_run: dict[str, MainRun] = {}

@@ -234,3 +234,20 @@ def test_a_step_written_twice_is_refused(tmp_path: Path) -> None:
     p.write_text(header + body + "r,10.0,1e8,1e9,0.5,0.5,3.01\n")
     with pytest.raises(ValueError, match=r"runs\.csv, row 5: run 'r' has step 10\.0 twice .*row 2"):
         load_runs(p)
+
+
+def test_last_per_run_takes_each_runs_largest_d_and_a_rewritten_end_point(tmp_path: Path) -> None:
+    # r2's rows arrive before r1's and out of D order; r1 was resumed and rewrote its end.
+    p = _write(
+        tmp_path,
+        "r2,2e8,2e9,0.5,0.5,2.5,3.5\n"
+        "r2,2e8,1e9,0.5,0.5,2.8,3.8\n"
+        "r1,1e8,1e9,0.25,0.75,3.0,4.0\n"
+        "r1,1e8,2e9,0.25,0.75,2.9,4.1\n"
+        "r1,1e8,2e9,0.25,0.75,2.7,3.9\n",
+    )
+    last = load_runs(p).last_per_run()
+    assert list(last.run_ids) == ["r1", "r2"]
+    assert last.n_tokens.tolist() == [2e9, 2e9]
+    assert last.losses["x"].tolist() == [2.7, 2.5]
+    assert last.sources == [(str(p), 6), (str(p), 2)]
