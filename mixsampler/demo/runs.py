@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 import warnings
@@ -25,6 +26,9 @@ from typing_extensions import override
 
 from mixsampler.demo.config import DemoConfig, RunSpec
 from mixsampler.demo.data import DemoData
+
+#: validation sequences per batch (a batch of VAL_BATCH / seqs_per_sample samples)
+VAL_BATCH = 64
 
 
 def _quiet_lightning() -> None:
@@ -58,7 +62,7 @@ def make_model(cfg: DemoConfig, width: int, steps: int | None = None) -> Any:
     """The demo's model at ``width``; ``steps`` (the run's length) is where the decay ends."""
     from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig
 
-    steps = steps if steps is not None else max(1, cfg.proxy_tokens // cfg.tokens_per_step)
+    steps = steps if steps is not None else run_steps(cfg, cfg.proxy_tokens)
     return TinyGPT(
         GPTConfig(
             seq_len=cfg.data.seq_len,
@@ -97,7 +101,7 @@ def train_run(
 
     _quiet_lightning()
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    steps = max(1, spec.tokens // cfg.tokens_per_step)
+    steps = run_steps(cfg, spec.tokens)
     model = make_model(cfg, spec.width, steps)
     every = eval_every(cfg, spec.tokens)
     train = {d: data.domains[d].train for d in data.train_domains}
@@ -109,7 +113,7 @@ def train_run(
         weights={d: 1.0 for d in train} if main else spec.weights,
         val=val,
         batch_size=cfg.batch_size // cfg.data.seqs_per_sample,
-        val_batch_size=64 // cfg.data.seqs_per_sample,
+        val_batch_size=VAL_BATCH // cfg.data.seqs_per_sample,
         num_workers=0,
         seed=spec.seed,
         collate_fn=collate_bytes,
@@ -297,6 +301,11 @@ def blas_threads(n: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def run_steps(cfg: DemoConfig, tokens: int) -> int:
+    """Optimizer steps of a run of ``tokens``: rounded up, as ``Plan.write`` sets max_steps."""
+    return max(1, math.ceil(tokens / cfg.tokens_per_step))
+
+
 def eval_every(cfg: DemoConfig, tokens: int) -> int:
-    steps = max(1, tokens // cfg.tokens_per_step)
-    return max(1, steps // cfg.evals_per_run)
+    """Steps between validations: ``evals_per_run`` of them over the run."""
+    return max(1, run_steps(cfg, tokens) // cfg.evals_per_run)

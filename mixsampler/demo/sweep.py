@@ -11,7 +11,7 @@ from typing import Any
 
 from mixsampler.demo.config import DemoConfig, RunSpec
 from mixsampler.demo.data import DemoData
-from mixsampler.demo.runs import eval_every, train_settings
+from mixsampler.demo.runs import VAL_BATCH, eval_every, init_std, run_steps, train_settings
 
 
 def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
@@ -23,7 +23,14 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
     from mixsampler import make_plan
 
     domains = list(data.train_domains)
-    sizes = {f"d{w}": {"model.init_args.cfg.d_model": w} for w in cfg.proxy_widths}
+    # The init scales with width, so it is part of each size's overrides.
+    sizes = {
+        f"d{w}": {
+            "model.init_args.cfg.d_model": w,
+            "model.init_args.cfg.init_std": init_std(cfg, w),
+        }
+        for w in cfg.proxy_widths
+    }
     plan = make_plan(
         domains,
         token_budgets=[cfg.proxy_tokens],
@@ -60,8 +67,10 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
 
 
 def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
-    """The LightningCLI config the demo's proxy runs correspond to (written per run)."""
+    """The LightningCLI config of the demo's proxy runs (written per run): ``mixsampler train``
+    on it trains the same run as :func:`~mixsampler.demo.runs.train_run` (a test checks it)."""
     return {
+        "seed_everything": cfg.seed,
         "model": {
             "class_path": "mixsampler.demo.model.TinyGPT",
             "init_args": {
@@ -71,7 +80,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
                     "n_head": cfg.n_head,
                     "d_model": cfg.proxy_widths[0],
                 },
-                "train_cfg": train_settings(cfg, max(1, cfg.proxy_tokens // cfg.tokens_per_step)),
+                "train_cfg": train_settings(cfg, run_steps(cfg, cfg.proxy_tokens)),
             },
         },
         "data": {
@@ -80,6 +89,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
                 "train": {d: data.domains[d].train for d in data.train_domains},
                 "val": {n: d.val for n, d in data.domains.items()},
                 "batch_size": cfg.batch_size // cfg.data.seqs_per_sample,
+                "val_batch_size": VAL_BATCH // cfg.data.seqs_per_sample,
                 "num_workers": 0,
                 "seed": cfg.seed,
                 "collate_fn": "mixsampler.demo.model.collate_bytes",
@@ -89,6 +99,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
             "val_check_interval": eval_every(cfg, cfg.proxy_tokens),
             "check_val_every_n_epoch": None,
             "num_sanity_val_steps": 0,
+            "gradient_clip_val": cfg.grad_clip or None,
             "logger": False,
             "enable_checkpointing": False,
         },

@@ -240,3 +240,33 @@ def test_heldout_d_error_in_report_recomputed_from_the_early_laws(demo_out: Path
         got_mre, got_signed = re.match(r"([\d.]+) \(([+-][\d.]+)\)", held_d).groups()
         assert float(got_mre) == pytest.approx(mre, abs=6e-4)
         assert float(got_signed) == pytest.approx(signed, abs=6e-3)
+
+
+def test_mixsampler_train_on_a_written_config_retrains_the_demos_proxy_run(
+    demo_out: Path, tmp_path: Path
+) -> None:
+    """The plan folder the demo writes is a sweep a user can run: ``mixsampler train`` on one
+    of its configs trains the same run the demo trained in-process, to the same losses."""
+    import yaml
+
+    from mixsampler.sweep import train
+
+    plan = list(csv.DictReader((demo_out / "plan.csv").open()))
+    run = plan[-1]  # the largest proxy size
+    config = yaml.safe_load(Path(run["config"]).read_text())
+    rows = tmp_path / "rerun.csv"
+    (logger,) = config["trainer"]["callbacks"]
+    logger["init_args"]["path"] = str(rows)
+    config["trainer"]["default_root_dir"] = str(tmp_path / "logs")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = train(path)
+    assert result.finished
+    mine = list(csv.DictReader(rows.open()))
+    demo = list(csv.DictReader((demo_out / "runs" / "proxy" / f"{run['run']}.csv").open()))
+    assert len(mine) == len(demo) > 1
+    losses = [c for c in demo[0] if c.endswith("_loss")]
+    for a, b in zip(mine, demo, strict=True):
+        assert (a["n_tokens"], a["model_size"]) == (b["n_tokens"], b["model_size"])
+        for c in losses:
+            assert float(a[c]) == pytest.approx(float(b[c]), rel=1e-5), (c, a["n_tokens"])
