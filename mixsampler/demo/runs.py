@@ -43,10 +43,15 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*set_vital.*")
 
 
-def train_settings(cfg: DemoConfig, steps: int) -> dict[str, Any]:
+def lr_at(cfg: DemoConfig, width: int) -> float:
+    """The peak rate at ``width``: ``lr``, or ``lr * lr_ref_width / width`` when set."""
+    return cfg.lr if cfg.lr_ref_width is None else cfg.lr * cfg.lr_ref_width / width
+
+
+def train_settings(cfg: DemoConfig, steps: int, width: int) -> dict[str, Any]:
     """``TrainConfig`` fields of a run of ``steps`` optimizer steps (its decay ends there)."""
     return {
-        "lr": cfg.lr,
+        "lr": lr_at(cfg, width),
         "warmup_steps": cfg.warmup_steps,
         "decay_steps": steps if cfg.lr_decay else 0,
         "min_lr_ratio": cfg.min_lr_ratio,
@@ -71,7 +76,7 @@ def make_model(cfg: DemoConfig, width: int, steps: int | None = None) -> Any:
             d_model=width,
             init_std=init_std(cfg, width),
         ),
-        TrainConfig(**train_settings(cfg, steps)),
+        TrainConfig(**train_settings(cfg, steps, width)),
     )
 
 

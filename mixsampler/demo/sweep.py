@@ -11,7 +11,14 @@ from typing import Any
 
 from mixsampler.demo.config import DemoConfig, RunSpec
 from mixsampler.demo.data import DemoData
-from mixsampler.demo.runs import VAL_BATCH, eval_every, init_std, run_steps, train_settings
+from mixsampler.demo.runs import (
+    VAL_BATCH,
+    eval_every,
+    init_std,
+    lr_at,
+    run_steps,
+    train_settings,
+)
 
 
 def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
@@ -28,6 +35,7 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
         f"d{w}": {
             "model.init_args.cfg.d_model": w,
             "model.init_args.cfg.init_std": init_std(cfg, w),
+            "model.init_args.train_cfg.lr": lr_at(cfg, w),
         }
         for w in cfg.proxy_widths
     }
@@ -80,7 +88,9 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
                     "n_head": cfg.n_head,
                     "d_model": cfg.proxy_widths[0],
                 },
-                "train_cfg": train_settings(cfg, run_steps(cfg, cfg.proxy_tokens)),
+                "train_cfg": train_settings(
+                    cfg, run_steps(cfg, cfg.proxy_tokens), cfg.proxy_widths[0]
+                ),
             },
         },
         "data": {

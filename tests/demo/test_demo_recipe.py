@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from mixsampler.demo.config import FULL, scaled
 from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig
-from mixsampler.demo.runs import make_model
+from mixsampler.demo.runs import lr_at, make_model, train_settings
 
 
 def test_lr_factor_warms_up_then_decays_to_the_floor_at_the_last_step() -> None:
@@ -101,3 +101,14 @@ def test_demo_config_checks_the_recipe() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scaled(FULL, main_tokens=2 * FULL.proxy_tokens, lr_decay=False)
+
+
+def test_lr_ref_width_scales_the_rate_inversely_with_width() -> None:
+    assert lr_at(FULL, 16) == lr_at(FULL, 48) == FULL.lr  # off by default
+    cfg = scaled(FULL, lr=2e-3, lr_ref_width=48)
+    assert lr_at(cfg, 48) == pytest.approx(2e-3)
+    assert lr_at(cfg, 16) == pytest.approx(6e-3)
+    assert train_settings(cfg, 100, 24)["lr"] == pytest.approx(4e-3)
+    assert make_model(cfg, 24).train_cfg.lr == pytest.approx(4e-3)
+    with pytest.raises(ValueError, match="lr_ref_width"):
+        scaled(FULL, lr_ref_width=0)
