@@ -47,11 +47,11 @@ import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from laws import LAWS, FitResult, FitSettings, RunTable, fit, load_runs  # noqa: E402
-from laws.evaluate import mre  # noqa: E402
-from laws.fit import _random_theta  # noqa: E402
-from laws.forms import Form  # noqa: E402
-from laws.runtable import drop_repeated_checkpoints  # noqa: E402
+from mixsampler.laws import LAWS, FitResult, FitSettings, RunTable, fit, load_runs  # noqa: E402
+from mixsampler.laws.evaluate import mre  # noqa: E402
+from mixsampler.laws.fit import _random_theta  # noqa: E402
+from mixsampler.laws.forms import Form  # noqa: E402
+from mixsampler.laws.runtable import drop_repeated_checkpoints  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "dmsl_slimpajama.csv"
@@ -91,7 +91,7 @@ def mre_floor(table: RunTable, res: FitResult) -> float:
     """
     from scipy.optimize import least_squares
 
-    from laws.fit import _bounds, _residuals, _to_theta
+    from mixsampler.laws.fit import _bounds, _residuals, _to_theta
 
     t = res.law.target
     y = table.losses[t]
@@ -343,7 +343,7 @@ def section_speed(table: RunTable, cases: list[tuple[str, str]], seed: int, star
 
 def section_bootstrap(table: RunTable, targets: list[str], seed: int, reps: int, jobs: int) -> str:
     """200 replicates of the joint law for every target, refit locally, targets in parallel."""
-    from laws import bootstrap
+    from mixsampler.laws import bootstrap
 
     h = np.full(len(table.domains), 1.0 / len(table.domains))
     t0 = time.perf_counter()

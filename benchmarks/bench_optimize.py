@@ -30,8 +30,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
-from laws import FittedLaw, fit, load_laws, load_runs, optimize, save_laws  # noqa: E402
-from laws.runtable import drop_repeated_checkpoints  # noqa: E402
+from mixsampler.laws import FittedLaw, fit, load_laws, load_runs, optimize, save_laws  # noqa: E402
+from mixsampler.laws.runtable import drop_repeated_checkpoints  # noqa: E402
 
 FIT_SET = (
     "(model_size == 310e6 and n_tokens > 3e9) or (model_size == 680e6 and n_tokens > 7e9)"

@@ -11,8 +11,8 @@ from typing import Any
 
 # public name -> module; imported lazily so `import callbacks` does not pull in Lightning.
 _EXPORTS: dict[str, str] = {
-    "DomainLossLogger": "callbacks.domain_loss",
-    "MixtureWeights": "callbacks.mixture_weights",
+    "DomainLossLogger": "mixsampler.callbacks.domain_loss",
+    "MixtureWeights": "mixsampler.callbacks.mixture_weights",
 }
 
 __all__ = list(_EXPORTS)
@@ -21,4 +21,4 @@ __all__ = list(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'callbacks' has no attribute {name!r}")
+    raise AttributeError(f"module 'mixsampler.callbacks' has no attribute {name!r}")

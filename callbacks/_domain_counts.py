@@ -3,7 +3,7 @@
 Owns the count of the samples and tokens each training domain gave (from the batches' domains
 and token counts, or, with a warning, the sampler's counters), its sum with the counts restored
 from a checkpoint, and the request for one more validation at the last step. A mixin of
-:class:`callbacks.domain_loss.DomainLossLogger`, which creates the state in ``__init__``.
+:class:`mixsampler.callbacks.domain_loss.DomainLossLogger`, which creates the state in ``__init__``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
-from callbacks._batches import train_meta
-from callbacks._common import find_mixture_dataset
+from mixsampler.callbacks._batches import train_meta
+from mixsampler.callbacks._common import find_mixture_dataset
 
 
 class _TrainCounts(Callback):

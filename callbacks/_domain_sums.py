@@ -3,7 +3,8 @@
 Owns the slots (one per validation domain, the same on every rank so the one all-reduce has
 one shape), and the sums of loss and scored tokens per slot, from each batch's loss in either
 form ``validation_step`` may return (a scalar, or the dict of per-sample sums; see
-``callbacks._batches.val_parts``). A mixin of :class:`callbacks.domain_loss.DomainLossLogger`,
+``callbacks._batches.val_parts``). A mixin of
+:class:`mixsampler.callbacks.domain_loss.DomainLossLogger`,
 which creates the state in ``__init__`` and reduces the sums at the end of the epoch.
 """
 
@@ -17,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from callbacks._batches import val_meta, val_parts
+from mixsampler.callbacks._batches import val_meta, val_parts
 
 
 class _ValidationSums(Callback):

@@ -1,9 +1,10 @@
-"""Mixtures as :class:`callbacks.mixture_weights.MixtureWeights` handles them, without a Trainer.
+"""Mixtures as :class:`mixsampler.callbacks.mixture_weights.MixtureWeights` handles them, without a
+Trainer.
 
 Owns where a mixture comes from (a checked schedule, a WEIGHTS.json, a LAW.json solved for N and
 D), how two mixtures compare on resume (:class:`OnResume`), how one prints, and the atomic write
 of ``mixture_weights.json``. The callback's hooks and state stay in
-:mod:`callbacks.mixture_weights`.
+:mod:`mixsampler.callbacks.mixture_weights`.
 
 Example:
     >>> _check_schedule([{"step": 0, "weights": {"a": 1}}, (10, {"a": 1, "b": 1})])
@@ -21,7 +22,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks._common import check_weights
+from mixsampler.callbacks._common import check_weights
 
 
 class OnResume(str, enum.Enum):
@@ -54,7 +55,7 @@ def _fmt(weights: Mapping[str, float] | None) -> str:
 
 
 def _read_weights_file(path: Path, allow_unconverged: bool) -> dict[str, float]:
-    from laws.weightsfile import read_weights
+    from mixsampler.laws.weightsfile import read_weights
 
     # Its UnconvergedWeightsError (a ValueError) says what to do; the weights sum to 1.
     wf = read_weights(path, allow_unconverged=allow_unconverged)
@@ -99,7 +100,7 @@ def solve_law(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """The weights minimizing ``objective`` of ``law_file`` at N=n, D=planned_tokens, and the
     optimum's WEIGHTS.json content; an unconverged optimum is refused unless allowed."""
-    import laws
+    from mixsampler import laws
 
     fitted = laws.load_laws(law_file)
     result = laws.optimize(

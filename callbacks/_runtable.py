@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from laws.runtable_writer import RunTableWriter
-from laws.schema import (
+from mixsampler.laws.runtable_writer import RunTableWriter
+from mixsampler.laws.schema import (
     MODEL_SIZE,
     MODEL_SIZE_NON_EMBEDDING,
     MODEL_SIZE_TOTAL,

@@ -1,6 +1,7 @@
 """Setting MixtureWeights' mixture on the run's sampler: now, or at exact future steps.
 
-Owns the two ways :class:`callbacks.mixture_weights.MixtureWeights` reaches the sampler: through
+Owns the two ways :class:`mixsampler.callbacks.mixture_weights.MixtureWeights` reaches the sampler:
+through
 the datamodule's (or the dataset's) ``set_weights`` at once, and the rest of a schedule handed
 to a ``MixtureDataset`` that switches at the exact sample.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks._common import find_mixture_dataset
+from mixsampler.callbacks._common import find_mixture_dataset
 
 
 def schedule_exactly(trainer: pl.Trainer, pending: list[tuple[int, dict[str, float]]]) -> bool:

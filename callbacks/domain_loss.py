@@ -59,20 +59,20 @@ import lightning.pytorch as pl
 import torch
 from typing_extensions import override
 
-from callbacks._common import (
+from mixsampler.callbacks._common import (
     check_model_size,
     check_weights,
     count_parameters,
     find_mixture_dataset,
 )
-from callbacks._domain_counts import _TrainCounts
-from callbacks._domain_sums import _ValidationSums
-from callbacks._guards import (
+from mixsampler.callbacks._domain_counts import _TrainCounts
+from mixsampler.callbacks._domain_sums import _ValidationSums
+from mixsampler.callbacks._guards import (
     check_every_domain_validated,
     check_same_table,
     check_validation_runs,
 )
-from callbacks._runtable import (
+from mixsampler.callbacks._runtable import (
     N_TOKENS,
     RunTableWriter,
     make_row,

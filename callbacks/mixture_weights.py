@@ -50,12 +50,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from callbacks._common import (
+from mixsampler.callbacks._common import (
     check_model_size,
     check_weights,
     count_parameters,
 )
-from callbacks._mixtures import (
+from mixsampler.callbacks._mixtures import (
     OnResume,
     _check_schedule,
     _fmt,
@@ -65,7 +65,7 @@ from callbacks._mixtures import (
     solve_law,
     write_json,
 )
-from callbacks._sampler import apply_weights, schedule_exactly
+from mixsampler.callbacks._sampler import apply_weights, schedule_exactly
 
 __all__ = ["MixtureWeights"]
 

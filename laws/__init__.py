@@ -8,17 +8,27 @@ Example:
     >>> laws.optimize(fitted, model_size=7e9, n_tokens=1.5e11).weights  # doctest: +SKIP
 """
 
-from laws.bootstrap import BootstrapResult, bootstrap, resample_runs
-from laws.evaluate import evaluate, mre, parity_plot, predict_table
-from laws.fit import FitResult, FitSettings, fit
-from laws.fitted import FittedLaw
-from laws.forms import LAWS, Form
-from laws.io import load_laws, save_laws
-from laws.optimize import OptimizeResult, feasible_bounds, optimize, project_capped_simplex
-from laws.runtable import RunTable, drop_repeated_checkpoints, load_runs, parse_where
-from laws.runtable_writer import RunTableWriter, write_runs
-from laws.schema import FormatError
-from laws.weightsfile import UnconvergedWeightsError, WeightsFile, read_weights, write_weights
+from mixsampler.laws.bootstrap import BootstrapResult, bootstrap, resample_runs
+from mixsampler.laws.evaluate import evaluate, mre, parity_plot, predict_table
+from mixsampler.laws.fit import FitResult, FitSettings, fit
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.forms import LAWS, Form
+from mixsampler.laws.io import load_laws, save_laws
+from mixsampler.laws.optimize import (
+    OptimizeResult,
+    feasible_bounds,
+    optimize,
+    project_capped_simplex,
+)
+from mixsampler.laws.runtable import RunTable, drop_repeated_checkpoints, load_runs, parse_where
+from mixsampler.laws.runtable_writer import RunTableWriter, write_runs
+from mixsampler.laws.schema import FormatError
+from mixsampler.laws.weightsfile import (
+    UnconvergedWeightsError,
+    WeightsFile,
+    read_weights,
+    write_weights,
+)
 
 __all__ = [
     "LAWS",

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from laws.fit import FitResult, FitSettings, fit
-from laws.fitted import FittedLaw
-from laws.optimize import optimize
-from laws.runtable import RunTable
+from mixsampler.laws.fit import FitResult, FitSettings, fit
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.optimize import optimize
+from mixsampler.laws.runtable import RunTable
 
 __all__ = ["BootstrapResult", "bootstrap", "resample_runs", "REFIT_MODES"]
 
@@ -154,7 +154,7 @@ def _refit_target(job: _Job) -> tuple[list[FitResult], float]:
     """
     import time
 
-    fit_log = logging.getLogger("laws.fit")
+    fit_log = logging.getLogger("mixsampler.laws.fit")
     level = fit_log.level
     fit_log.setLevel(logging.ERROR)
     c0 = time.process_time()
@@ -179,8 +179,8 @@ _BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_init(level: int) -> None:
-    # Spawned workers start with default logging: keep the parent's level for "laws".
-    logging.getLogger("laws").setLevel(level)
+    # Spawned workers start with default logging: keep the parent's level for "mixsampler.laws".
+    logging.getLogger("mixsampler.laws").setLevel(level)
 
 
 def run_parallel(fn: Any, items: Sequence[Any], jobs: int) -> list[Any]:
@@ -200,7 +200,7 @@ def run_parallel(fn: Any, items: Sequence[Any], jobs: int) -> list[Any]:
             max_workers=min(jobs, len(items)),
             mp_context=mp.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(logging.getLogger("laws").getEffectiveLevel(),),
+            initargs=(logging.getLogger("mixsampler.laws").getEffectiveLevel(),),
         ) as pool:
             return list(pool.map(fn, items))
     finally:

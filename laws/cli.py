@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from laws.commands import evaluate, fit, optimize, predict
+from mixsampler.laws.commands import evaluate, fit, optimize, predict
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

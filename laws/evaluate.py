@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from laws.fitted import FittedLaw
-from laws.runtable import RunTable
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.runtable import RunTable
 
 __all__ = ["mre", "evaluate", "predict_table", "parity_plot"]
 

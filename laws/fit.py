@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from laws.fit_local import (
+from mixsampler.laws.fit_local import (
     _bounds,  # noqa: F401  (re-exported: benchmarks/bench_laws.py imports it from here)
     _from_theta,
     _Problem,
@@ -40,11 +40,11 @@ from laws.fit_local import (
     _to_theta,
     huber_objective,
 )
-from laws.fitted import FittedLaw
-from laws.forms import Form
-from laws.law_checks import identifiability_warnings
-from laws.law_defs import get_law
-from laws.runtable import RunTable
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.forms import Form
+from mixsampler.laws.law_checks import identifiability_warnings
+from mixsampler.laws.law_defs import get_law
+from mixsampler.laws.runtable import RunTable
 
 __all__ = ["FitResult", "FitSettings", "fit", "huber_objective"]
 

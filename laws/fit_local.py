@@ -1,10 +1,10 @@
-"""The search space of one fit and its local stage, for :func:`laws.fit.fit`.
+"""The search space of one fit and its local stage, for :func:`mixsampler.laws.fit.fit`.
 
 Owns the rows of one fit (``_Problem``), parameters in fitting space (log for positive ones),
 the Huber objective with its analytic gradient, the residuals and Jacobian for
 ``least_squares``, one local minimisation (trust region, then an L-BFGS-B polish), and stage 3
 (``_refine``: local runs, then basin-hopping or a restart). Preparing the rows, choosing the
-starts and building the result stay in :mod:`laws.fit`.
+starts and building the result stay in :mod:`mixsampler.laws.fit`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.optimize import OptimizeResult, basinhopping, least_squares, minimize
 
-from laws.forms import Form
-from laws.runtable import RunTable
+from mixsampler.laws.forms import Form
+from mixsampler.laws.runtable import RunTable
 
 if TYPE_CHECKING:  # annotations only: laws.fit imports this module
-    from laws.fit import FitSettings
+    from mixsampler.laws.fit import FitSettings
 
 _RESID_CAP = 1e3
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from laws.law_defs import LAWS, Law, get_law
-from laws.law_terms import Block, Inputs
+from mixsampler.laws.law_defs import LAWS, Law, get_law
+from mixsampler.laws.law_terms import Block, Inputs
 
 __all__ = ["LAWS", "N_SCALE", "D_SCALE", "FREE_BOUND", "Form", "uses_scale"]
 

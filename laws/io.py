@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from laws.fitted import FittedLaw
-from laws.forms import LAWS, Form
-from laws.schema import bad_input
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.forms import LAWS, Form
+from mixsampler.laws.schema import bad_input
 
 __all__ = [
     "FORMAT",

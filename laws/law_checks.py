@@ -4,7 +4,7 @@ A fit can "converge" and still be meaningless: parameters pushed onto their boun
 E at 1e-4), a mixture term with more parameters than the rows have distinct mixtures, or a
 direction in parameter space along which the predictions on the rows do not change (the data
 cannot tell those parameters apart). Each such problem becomes one line naming the parameters,
-the evidence and the way out; :func:`laws.fit` puts them in ``FitResult.warnings``,
+the evidence and the way out; :func:`mixsampler.laws.fit` puts them in ``FitResult.warnings``,
 ``FittedLaw.warnings`` (LAW.json) and on the ``laws`` logger.
 
 Example:
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from laws.forms import Form
+from mixsampler.laws.forms import Form
 
 __all__ = ["identifiability_warnings", "distinct_mixtures", "BOUND_TOL", "FLAT_TOL"]
 

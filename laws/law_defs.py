@@ -2,7 +2,8 @@
 how a fitted smaller law embeds into it for a warm start.
 
 Everything else reads :data:`REGISTRY`: :class:`laws.forms.Form` (names, evaluation),
-:mod:`laws.fit` (priors, bounds, warm starts, identifiability), :mod:`mixsampler.plan` (how
+:mod:`mixsampler.laws.fit` (priors, bounds, warm starts, identifiability), :mod:`mixsampler.plan`
+(how
 many distinct mixtures a law needs). Adding a law is one :class:`Law` entry below.
 
 Example:
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from laws import law_terms as T
+from mixsampler.laws import law_terms as T
 
 __all__ = ["Law", "REGISTRY", "LAWS", "get_law"]
 
@@ -32,7 +33,8 @@ class Law:
         name: its name on the command line and in LAW.json.
         formula: one line for docs and help.
         terms: the additive terms, in parameter order.
-        warm_from: a smaller law this one contains as a special case; :func:`laws.fit` fits
+        warm_from: a smaller law this one contains as a special case; :func:`mixsampler.laws.fit`
+        fits
             that first and starts from it, so the larger law's training objective can never
             end above the smaller one's.
         embed: maps the fitted ``warm_from`` law's parameters into this law's.

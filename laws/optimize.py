@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from laws.fitted import FittedLaw
-from laws.forms import D_SCALE, N_SCALE
-from laws.optimize_solver import ValueGrad, _solve, _starts, project_capped_simplex
-from laws.optimize_solver import _fw_gap as _fw_gap  # re-exported: tests check the certificate
+from mixsampler.laws.fitted import FittedLaw
+from mixsampler.laws.forms import D_SCALE, N_SCALE
+from mixsampler.laws.optimize_solver import ValueGrad, _solve, _starts, project_capped_simplex
+from mixsampler.laws.optimize_solver import (
+    _fw_gap as _fw_gap,  # re-exported: tests check the certificate
+)
 
 __all__ = ["OptimizeResult", "optimize", "feasible_bounds", "project_capped_simplex"]
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from laws.schema import (
+from mixsampler.laws.schema import (
     RUN,
     STEP,
     bad_input,
@@ -36,7 +36,7 @@ from laws.schema import (
 )
 
 if TYPE_CHECKING:
-    from laws.runtable import RunTable
+    from mixsampler.laws.runtable import RunTable
 
 __all__ = ["RunTableWriter", "write_runs"]
 

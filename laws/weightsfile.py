@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from laws.io import (
+from mixsampler.laws.io import (
     check_format,
     did_you_mean,
     json_bool,
@@ -43,7 +43,7 @@ from laws.io import (
     read_json,
     write_json,
 )
-from laws.schema import WEIGHT_SUM_TOL, FormatError, bad_input
+from mixsampler.laws.schema import WEIGHT_SUM_TOL, FormatError, bad_input
 
 __all__ = [
     "FORMAT",

@@ -22,7 +22,7 @@ _REGISTRARS: tuple[str, ...] = (
     "mixsampler.commands.shards",
     "mixsampler.commands.train",
     "mixsampler.commands.sweep",
-    "laws.cli",
+    "mixsampler.laws.cli",
     "mixsampler.commands.demo",
 )
 

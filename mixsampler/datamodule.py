@@ -4,7 +4,8 @@ Training reads a :class:`~mixsampler.MixtureDataset` through a torchdata ``State
 the loader kind whose state Lightning writes into checkpoints (a plain ``DataLoader`` around a
 stateful dataset is silently not saved). Validation is one finite, unshuffled loader that reads
 each domain in turn, in batches that never mix domains, split across ranks without padding or
-duplicates: what :class:`callbacks.DomainLossLogger` needs for exact per-domain losses from a
+duplicates: what :class:`mixsampler.callbacks.DomainLossLogger` needs for exact per-domain losses
+from a
 scalar ``validation_step`` loss, and one loader, so ``validation_step`` needs no
 ``dataloader_idx``. The loaders, and how they resume mid-epoch exactly, are in
 :mod:`mixsampler.loader` (their names are importable from here too).
@@ -101,7 +102,8 @@ class MixtureDataModule(pl.LightningDataModule):
     Args:
         train: domain name -> data (shard spec, map-style dataset or iterable; see
             :class:`~mixsampler.MixtureDataset`).
-        weights: domain name -> weight; default equal weights. ``callbacks.MixtureWeights``
+        weights: domain name -> weight; default equal weights.
+        ``mixsampler.callbacks.MixtureWeights``
             replaces them before the first batch.
         val: domain name -> validation data; may name domains that are not trained on
             (held-out targets). None: no validation.

@@ -18,7 +18,8 @@ have seen:
 What the callbacks need of a batch (each sample's domain and token count, a :class:`BatchMeta`)
 travels beside it: :class:`MixtureCollate`, which runs in the worker processes, returns the
 batch and its meta together; the loader, in the main process, hands the batch to Lightning and
-queues the meta, and :class:`callbacks.DomainLossLogger` takes one meta per batch, in order.
+queues the meta, and :class:`mixsampler.callbacks.DomainLossLogger` takes one meta per batch, in
+order.
 That is exact with workers, with Lightning's one-batch lookahead, and across a resume (a new
 iterator starts a new queue).
 """

@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from laws.schema import N_TOKENS, RUN, weight_column
 from mixsampler.designs import DESIGNS, design_weights
+from mixsampler.laws.schema import N_TOKENS, RUN, weight_column
 
 __all__ = [
     "DESIGNS",
@@ -74,7 +74,7 @@ def law_n_params(law: str, k: int) -> int:
         >>> law_n_params("joint", 7)
         33
     """
-    from laws.forms import Form  # numpy only; kept local so a bad law name errors here
+    from mixsampler.laws.forms import Form  # numpy only; kept local so a bad law name errors here
 
     return Form(law, tuple(f"d{i}" for i in range(k)), target_domain="d0").n_params
 
@@ -91,7 +91,7 @@ def law_mixture_params(law: str, k: int) -> int:
         >>> law_mixture_params("joint", 7), law_mixture_params("simple", 7)
         (15, 9)
     """
-    from laws.forms import Form
+    from mixsampler.laws.forms import Form
 
     groups = Form(law, tuple(f"d{i}" for i in range(k)), target_domain="d0").groups()
     return max((len(v) for v in groups.values()), default=0)
@@ -142,7 +142,8 @@ class Plan:
         """Write ``plan.csv`` and one LightningCLI config per run under ``out_dir``.
 
         Each config is ``base_config`` with, for its run: the mixture in the datamodule's
-        ``weights``, a ``callbacks.DomainLossLogger`` writing ``<out_dir>/<runs_dir>/<run>.csv``
+        ``weights``, a ``mixsampler.callbacks.DomainLossLogger`` writing
+        ``<out_dir>/<runs_dir>/<run>.csv``
         (added, or updated when the base lists one), ``trainer.default_root_dir``,
         ``trainer.max_steps = ceil(n_tokens / tokens_per_step)`` when ``tokens_per_step`` is
         given, and the model size's overrides. Every run writes its own CSV, so runs started in
@@ -401,6 +402,6 @@ def _set_logger_callback(trainer: dict[str, Any], *, path: str, run: dict[str, A
             break
     else:
         args = {}
-        callbacks.append({"class_path": "callbacks.DomainLossLogger", "init_args": args})
+        callbacks.append({"class_path": "mixsampler.callbacks.DomainLossLogger", "init_args": args})
     args["path"] = path
     args["run"] = run[RUN]

@@ -71,7 +71,7 @@ def test_user_errors_become_one_line_exit_2(
     needle: str,
     tmp_path: Path,
 ) -> None:
-    from laws.commands import predict
+    from mixsampler.laws.commands import predict
 
     def boom(args: object) -> int:
         raise exc
@@ -81,7 +81,7 @@ def test_user_errors_become_one_line_exit_2(
 
 
 def test_bugs_still_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from laws.commands import predict
+    from mixsampler.laws.commands import predict
 
     def boom(args: object) -> int:
         raise ZeroDivisionError("a bug")

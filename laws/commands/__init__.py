@@ -1,1 +1,2 @@
-"""One module per law verb (fit, predict, optimize, evaluate); ``laws.cli`` registers them."""
+"""One module per law verb (fit, predict, optimize, evaluate); ``mixsampler.laws.cli`` registers
+them."""

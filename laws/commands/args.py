@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from laws.schema import weight_column
+from mixsampler.laws.schema import weight_column
 
 if TYPE_CHECKING:
-    from laws.fitted import FittedLaw
-    from laws.runtable import RunTable
+    from mixsampler.laws.fitted import FittedLaw
+    from mixsampler.laws.runtable import RunTable
 
 __all__ = [
     "check_table_domains",
@@ -122,7 +122,7 @@ def output_file(text: str, what: str, *, stdout: bool = False) -> Path | None:
 def load_table(paths: Sequence[str], where: str | None) -> RunTable:
     """``load_runs``, and an error when no row is left (a NaN score or an empty file is not a
     result)."""
-    from laws.runtable import load_runs
+    from mixsampler.laws.runtable import load_runs
 
     table = load_runs(paths, where=where)
     if len(table) == 0:

@@ -7,7 +7,7 @@ import logging
 import math
 from typing import Any
 
-from laws.commands.args import check_table_domains, load_table, output_file
+from mixsampler.laws.commands.args import check_table_domains, load_table, output_file
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from laws.evaluate import evaluate, parity_plot
-    from laws.io import load_laws, write_json
+    from mixsampler.laws.evaluate import evaluate, parity_plot
+    from mixsampler.laws.io import load_laws, write_json
 
     output = output_file(args.output, "-o") if args.output else None
     plot = output_file(args.plot, "--plot") if args.plot else None

@@ -8,8 +8,8 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``fit`` verb to the ``mixsampler`` parser."""
-    from laws.forms import LAWS
-    from laws.schema import MODEL_SIZE
+    from mixsampler.laws.forms import LAWS
+    from mixsampler.laws.schema import MODEL_SIZE
 
     p = subparsers.add_parser("fit", help="fit a mixture scaling law to run tables")
     p.add_argument("runs", nargs="+", help="run tables (CSV or JSONL)")
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _fit_one(job: tuple[Any, str, str, int]) -> Any:
-    from laws.fit import fit
+    from mixsampler.laws.fit import fit
 
     table, law, target, seed = job
     return fit(table, law, target, seed=seed)
@@ -57,9 +57,9 @@ def _targets(args: argparse.Namespace, table: Any) -> list[str]:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from laws.bootstrap import run_parallel
-    from laws.io import save_laws
-    from laws.runtable import load_runs
+    from mixsampler.laws.bootstrap import run_parallel
+    from mixsampler.laws.io import save_laws
+    from mixsampler.laws.runtable import load_runs
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")

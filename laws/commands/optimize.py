@@ -7,12 +7,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from laws.commands.args import number, output_file, pairs, scalar_or_pairs
-from laws.weightsfile import WeightsFile, write_weights
+from mixsampler.laws.commands.args import number, output_file, pairs, scalar_or_pairs
+from mixsampler.laws.weightsfile import WeightsFile, write_weights
 
 if TYPE_CHECKING:
-    from laws.fitted import FittedLaw
-    from laws.optimize import OptimizeResult
+    from mixsampler.laws.fitted import FittedLaw
+    from mixsampler.laws.optimize import OptimizeResult
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from laws.io import load_laws
-    from laws.optimize import optimize
+    from mixsampler.laws.io import load_laws
+    from mixsampler.laws.optimize import optimize
 
     if (args.bootstrap is None) != (not args.runs):
         given, missing = (
@@ -136,9 +136,9 @@ def _intervals(
 
     import numpy as np
 
-    from laws.bootstrap import bootstrap
-    from laws.fit import FitSettings
-    from laws.runtable import load_runs
+    from mixsampler.laws.bootstrap import bootstrap
+    from mixsampler.laws.fit import FitSettings
+    from mixsampler.laws.runtable import load_runs
 
     names = {t: law.law for t, law in fitted.items()}
     if len(set(names.values())) != 1:

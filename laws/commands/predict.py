@@ -8,8 +8,8 @@ import io
 import os
 import sys
 
-from laws.commands.args import check_table_domains, load_table, output_file
-from laws.schema import pred_column
+from mixsampler.laws.commands.args import check_table_domains, load_table, output_file
+from mixsampler.laws.schema import pred_column
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from laws.evaluate import predict_table
-    from laws.io import load_laws
+    from mixsampler.laws.evaluate import predict_table
+    from mixsampler.laws.io import load_laws
 
     out_path = output_file(args.output, "-o", stdout=True)
     fitted = load_laws(args.law_file)

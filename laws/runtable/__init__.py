@@ -12,12 +12,12 @@ Example:
     (('arxiv', 'book'), ('arxiv', 'book', 'openhermes'))
 """
 
-from laws.runtable.reader import load_runs, read_rows
-from laws.runtable.table import RunTable, drop_repeated_checkpoints
-from laws.runtable.where import parse_where
+from mixsampler.laws.runtable.reader import load_runs, read_rows
+from mixsampler.laws.runtable.table import RunTable, drop_repeated_checkpoints
+from mixsampler.laws.runtable.where import parse_where
 
 # Older spellings, kept importable; new code imports them from laws.schema.
-from laws.schema import LOSS_SUFFIX, WEIGHT_PREFIX, WEIGHT_SUM_TOL
+from mixsampler.laws.schema import LOSS_SUFFIX, WEIGHT_PREFIX, WEIGHT_SUM_TOL
 
 __all__ = [
     "LOSS_SUFFIX",

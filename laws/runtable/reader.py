@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from laws.runtable.table import RunTable
-from laws.runtable.where import parse_where
-from laws.schema import (
+from mixsampler.laws.runtable.table import RunTable
+from mixsampler.laws.runtable.where import parse_where
+from mixsampler.laws.schema import (
     MODEL_SIZE,
     MODEL_SIZE_COLUMNS,
     N_TOKENS,

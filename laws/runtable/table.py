@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from laws.schema import MODEL_SIZE, N_TOKENS, domain_of, target_of
+from mixsampler.laws.schema import MODEL_SIZE, N_TOKENS, domain_of, target_of
 
 __all__ = ["RunTable", "drop_repeated_checkpoints"]
 

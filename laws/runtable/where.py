@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from laws.schema import bad_input
+from mixsampler.laws.schema import bad_input
 
 if TYPE_CHECKING:
-    from laws.runtable.table import RunTable
+    from mixsampler.laws.runtable.table import RunTable
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "parse_where"]
 

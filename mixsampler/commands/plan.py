@@ -155,7 +155,7 @@ def _check_out(out: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from laws.commands.args import number
+    from mixsampler.laws.commands.args import number
     from mixsampler.plan import make_plan
 
     out = _check_out(args.out)

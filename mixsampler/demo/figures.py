@@ -22,13 +22,13 @@ def _rows(pattern: str) -> Any:
     """Rows of every run-table file matching ``pattern`` (one CSV per run)."""
     import glob
 
-    import laws
+    from mixsampler import laws
 
     return laws.load_runs(sorted(glob.glob(pattern)))
 
 
 def _predict(law: Any, table: Any) -> np.ndarray:
-    import laws
+    from mixsampler import laws
 
     return laws.predict_table({law.target: law}, table)[law.target]
 
@@ -71,7 +71,7 @@ def plot_parity(results: DemoResults, out: Path) -> Path:
     """
     plt = _pyplot()
 
-    import laws
+    from mixsampler import laws
 
     proxy = _rows(results.files.proxy_rows)
     main = _rows(results.files.main_rows)
@@ -118,7 +118,7 @@ def plot_curves(results: DemoResults, out: Path) -> Path:
     """
     plt = _pyplot()
 
-    import laws
+    from mixsampler import laws
 
     chosen = results.chosen_law
     fitted = laws.load_laws(results.laws[chosen].path)

@@ -1,4 +1,5 @@
-"""Fit the additive and joint laws on the proxy rows (``laws.load_runs``, ``laws.fit``), on row
+"""Fit the additive and joint laws on the proxy rows (``laws.load_runs``, ``laws.fit``),
+on row
 subsets that hold out the largest size (extrapolation in N) or the second half of every curve
 (extrapolation in D), and score them with ``laws.evaluate``.
 
@@ -45,7 +46,7 @@ class FitStage:
 def load_rows(pattern: str, where: str | None = None) -> Any:
     """The run table of every CSV matching ``pattern`` (as the shell expands it for
     ``mixsampler fit runs/proxy/*.csv``)."""
-    import laws
+    from mixsampler import laws
 
     paths = sorted(glob.glob(pattern))
     if not paths:
@@ -54,9 +55,10 @@ def load_rows(pattern: str, where: str | None = None) -> Any:
 
 
 def _fit_target(paths: list[str], where: str | None, target: str, seed: int) -> dict[str, Any]:
-    """Additive, then joint warm-started from it: what ``laws.fit`` does inside a joint fit
+    """Additive, then joint warm-started from it: what ``laws.fit`` does inside a joint
+    fit
     (it embeds an additive fit of the same rows), done once instead of twice."""
-    import laws
+    from mixsampler import laws
 
     table = laws.load_runs(paths, where=where)
     out: dict[str, Any] = {}
@@ -87,7 +89,8 @@ def fit_laws(
     subsets: Mapping[str, str | None] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Fit each law on every target of every row subset, as ``mixsampler fit`` does (same
-    ``laws.load_runs`` and ``laws.fit``, default settings); save one LAW.json per law and subset.
+    ``laws.load_runs`` and ``laws.fit``, default settings); save one LAW.json per law
+    and subset.
 
     Args:
         rows: glob of the run-table CSVs.
@@ -99,7 +102,7 @@ def fit_laws(
     Returns:
         suffix -> law -> ``{"path", "laws": {target: FittedLaw}, "fit": {target: FitSummary}}``.
     """
-    import laws
+    from mixsampler import laws
 
     subsets = dict(subsets or {"": None})
     paths = sorted(glob.glob(rows))
@@ -138,7 +141,7 @@ def fit_laws(
 
 def mre(fitted: Mapping[str, Any], table: Any) -> dict[str, float]:
     """MRE in % of each target's law on ``table``'s rows (``laws.evaluate``)."""
-    import laws
+    from mixsampler import laws
 
     return {t: float(e["mre"]) for t, e in laws.evaluate(fitted, table).items()}
 
@@ -146,7 +149,7 @@ def mre(fitted: Mapping[str, Any], table: Any) -> dict[str, float]:
 def bias(fitted: Mapping[str, Any], table: Any) -> dict[str, float]:
     """Mean signed error in % (predicted - measured) of each target's law on ``table``: the
     direction of a law's error, which MRE hides (positive: too high)."""
-    import laws
+    from mixsampler import laws
 
     out = {}
     for t, pred in laws.predict_table(fitted, table).items():

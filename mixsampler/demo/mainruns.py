@@ -55,7 +55,7 @@ def evaluate_main(
         mixtures: the mixtures' names, in the order to report them.
         proxy_tokens_max: the proxies' largest D, where ``by_tokens`` splits.
     """
-    import laws
+    from mixsampler import laws
 
     final = load_rows(rows).last_per_run()
     preds = laws.predict_table(fitted, final)
@@ -113,7 +113,7 @@ def _objective_stats(runs: Sequence[MainRun], objective: str) -> ObjectiveStats:
 def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> ErrorByTokens:
     """The law's MRE on every main-run validation, split at the proxies' largest D: where it
     only extrapolates in N, and where it extrapolates in N and D."""
-    import laws
+    from mixsampler import laws
 
     table = load_rows(rows)
     errs = []

@@ -2,7 +2,8 @@
 
 It is deliberately small (a few layers, vocabulary 256, no tokenizer) so that a sweep of tens
 of runs fits a CPU budget, and it follows the project's ``validation_step`` contract: per-sample
-loss sums, token counts and domains, which :class:`callbacks.DomainLossLogger` turns into one
+loss sums, token counts and domains, which :class:`mixsampler.callbacks.DomainLossLogger` turns
+into one
 run-table row per validation.
 
 Example:

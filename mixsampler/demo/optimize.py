@@ -50,8 +50,8 @@ def optimize_stage(
     An optimum ``laws.optimize`` could not certify is kept (the report shows it) but logged as
     a warning: its main runs test a mixture that may not be the law's optimum.
     """
-    import laws
-    from laws.weightsfile import WeightsFile, write_weights
+    from mixsampler import laws
+    from mixsampler.laws.weightsfile import WeightsFile, write_weights
 
     domains = list(data.train_domains)
     targets = list(data.targets)

@@ -10,7 +10,7 @@ so each step can be redone by hand with the command line (the report lists the c
 
 - ``plan.csv``: the proxy sweep (``mixsampler.make_plan``),
 - ``runs/proxy/*.csv`` and ``runs/main/*.csv``: run-table rows written by
-  :class:`callbacks.DomainLossLogger` at every validation,
+  :class:`mixsampler.callbacks.DomainLossLogger` at every validation,
 - ``laws/<law>.json`` (fit on all proxy rows), ``laws/<law>.heldout.json`` (fit on the
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),

@@ -57,7 +57,7 @@ class Record:
 
 @dataclass(frozen=True)
 class FitSummary(Record):
-    """How one ``laws.fit`` call ended (one law, one target, one row subset)."""
+    """How one ``mixsampler.laws.fit`` call ended (one law, one target, one row subset)."""
 
     success: bool  # the optimizer reported convergence
     message: str  # what happened, in words

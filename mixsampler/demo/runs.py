@@ -2,8 +2,9 @@
 
 Proxy and main runs are the same code: a :class:`~mixsampler.demo.model.TinyGPT` trained by a
 Lightning Trainer on :class:`mixsampler.MixtureDataModule`, with
-:class:`callbacks.DomainLossLogger` writing a run-table row at every validation; main runs get
-their mixture from :class:`callbacks.MixtureWeights` reading WEIGHTS.json.
+:class:`mixsampler.callbacks.DomainLossLogger` writing a run-table row at every validation; main
+runs get
+their mixture from :class:`mixsampler.callbacks.MixtureWeights` reading WEIGHTS.json.
 
 Example:
     >>> from mixsampler.demo.runs import train_run  # doctest: +SKIP
@@ -95,13 +96,14 @@ def train_run(
     ``progress`` is called with the tokens of every training batch.
 
     Proxy runs get their mixture through the datamodule; main runs through
-    :class:`callbacks.MixtureWeights` (from a WEIGHTS.json when the mixture was optimized), the
+    :class:`mixsampler.callbacks.MixtureWeights` (from a WEIGHTS.json when the mixture was
+    optimized), the
     way a user's main run would.
     """
     import torch
 
-    from callbacks import DomainLossLogger, MixtureWeights
     from mixsampler import MixtureDataModule
+    from mixsampler.callbacks import DomainLossLogger, MixtureWeights
     from mixsampler.demo.model import collate_bytes
 
     _quiet_lightning()

@@ -43,7 +43,14 @@ class LauncherKind(str, enum.Enum):
 
 def train_command(run: SweepRun) -> list[str]:
     """The command line one run trains with, the same under every launcher."""
-    return [sys.executable, "-u", "-m", "mixsampler.cli", "train", str(run.config)]
+    # `python -m` would put the working directory first on sys.path, so a folder named
+    # `mixsampler` there (a clone of this repository, say) would shadow the installed package in
+    # every trainer. `-c` with the first path entry removed imports only what is installed or on
+    # PYTHONPATH, on every supported Python (`-P` exists from 3.11 only).
+    return [sys.executable, "-u", "-c", _TRAIN_ENTRY, "train", str(run.config)]
+
+
+_TRAIN_ENTRY = "import sys; del sys.path[0]; from mixsampler.cli import main; sys.exit(main())"
 
 
 def _open_log(run: SweepRun, attempt: int, where: str) -> Any:

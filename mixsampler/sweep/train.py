@@ -180,8 +180,8 @@ def _drop_rows_of_dead_attempt(trainer: Any) -> None:
     """
     import csv
 
-    from callbacks import DomainLossLogger
-    from laws.runtable_writer import RunTableWriter
+    from mixsampler.callbacks import DomainLossLogger
+    from mixsampler.laws.runtable_writer import RunTableWriter
 
     for cb in trainer.callbacks:
         if not isinstance(cb, DomainLossLogger) or cb.path is None or cb.run is None:

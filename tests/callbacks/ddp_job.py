@@ -16,8 +16,8 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from tiny_lm import TinyLM  # noqa: E402
 
-from callbacks import DomainLossLogger, MixtureWeights  # noqa: E402
 from mixsampler import MixtureDataModule  # noqa: E402
+from mixsampler.callbacks import DomainLossLogger, MixtureWeights  # noqa: E402
 
 
 def run(devices: int, out: Path, root: Path) -> None:

@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from tiny_lm import HERE_DIR, QUIET_TRAINER, TinyLM, samples
 from torch.utils.data import DataLoader
 
-import laws
-from callbacks import DomainLossLogger
+from mixsampler import laws
+from mixsampler.callbacks import DomainLossLogger
 
 TRAINER_KW = {**QUIET_TRAINER, "devices": 1, "enable_checkpointing": False}
 
@@ -164,7 +164,7 @@ import sys, time
 sys.path.insert(0, {here!r})
 import lightning.pytorch as pl, torch
 from torch.utils.data import DataLoader
-from callbacks import DomainLossLogger
+from mixsampler.callbacks import DomainLossLogger
 from tiny_lm import TinyLM, samples
 
 class Slow(TinyLM):

@@ -18,8 +18,8 @@ from plain_lm import PlainLM
 from tiny_lm import QUIET_TRAINER, text, write_tar_shards
 from torch.nn import functional as F
 
-from callbacks import DomainLossLogger, MixtureWeights
 from mixsampler import MixtureDataModule
+from mixsampler.callbacks import DomainLossLogger, MixtureWeights
 
 STEPS, EVERY, BATCH, LENGTH = 7, 3, 4, 16
 

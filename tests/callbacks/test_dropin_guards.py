@@ -14,9 +14,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from plain_lm import PlainLM
 from tiny_lm import QUIET_TRAINER, write_domain_shards
 
-from callbacks import DomainLossLogger, MixtureWeights
-from callbacks._batches import val_parts
 from mixsampler import MixtureDataModule
+from mixsampler.callbacks import DomainLossLogger, MixtureWeights
+from mixsampler.callbacks._batches import val_parts
 
 
 @pytest.fixture(scope="module")

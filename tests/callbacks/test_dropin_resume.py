@@ -10,9 +10,8 @@ import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 from tiny_lm import QUIET_TRAINER, TinyLM, write_domain_shards
 
-import laws
-from callbacks import DomainLossLogger
-from mixsampler import MixtureDataModule
+from mixsampler import MixtureDataModule, laws
+from mixsampler.callbacks import DomainLossLogger
 
 
 def _dm(shards: dict[str, str]) -> MixtureDataModule:

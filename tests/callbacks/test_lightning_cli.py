@@ -10,8 +10,8 @@ import pytest
 import yaml
 from tiny_lm import write_tar_shards
 
-import laws
 from mixsampler import cli as mixsampler_cli
+from mixsampler import laws
 
 pytest.importorskip("jsonargparse", reason="LightningCLI needs jsonargparse[signatures]")
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
@@ -43,7 +43,10 @@ def test_planned_configs_run_under_lightningcli(tmp_path: Path) -> None:
             "enable_model_summary": False,
             "num_sanity_val_steps": 0,
             "callbacks": [
-                {"class_path": "callbacks.DomainLossLogger", "init_args": {"model_size": "total"}},
+                {
+                    "class_path": "mixsampler.callbacks.DomainLossLogger",
+                    "init_args": {"model_size": "total"},
+                },
             ],
         },
     }
@@ -85,7 +88,10 @@ def test_planned_configs_run_under_lightningcli(tmp_path: Path) -> None:
     weights_file.write_text(json.dumps({"weights": {"a": 0.0, "b": 1.0}}))
     main = yaml.safe_load(open(plan[0]["config"]))
     main["trainer"]["callbacks"].append(
-        {"class_path": "callbacks.MixtureWeights", "init_args": {"weights_file": str(weights_file)}}
+        {
+            "class_path": "mixsampler.callbacks.MixtureWeights",
+            "init_args": {"weights_file": str(weights_file)},
+        }
     )
     main["trainer"]["default_root_dir"] = str(tmp_path / "main")
     # The main run's rows go to a table of its own: appending to the proxy's under the proxy's
@@ -117,7 +123,7 @@ def test_bad_init_args_name_the_argument(tmp_path: Path, capsys: pytest.CaptureF
             "logger": False,
             "callbacks": [
                 {
-                    "class_path": "callbacks.DomainLossLogger",
+                    "class_path": "mixsampler.callbacks.DomainLossLogger",
                     "init_args": {"model_size": "everything"},
                 }
             ],

@@ -13,10 +13,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from tiny_lm import QUIET_TRAINER, TinyLM, collate_bytes, write_domain_shards
 from torch.utils.data import DataLoader
 
-import laws
-from callbacks import DomainLossLogger, MixtureWeights
-from callbacks._common import count_parameters
-from mixsampler import MixtureDataModule, MixtureDataset
+from mixsampler import MixtureDataModule, MixtureDataset, laws
+from mixsampler.callbacks import DomainLossLogger, MixtureWeights
+from mixsampler.callbacks._common import count_parameters
 
 
 @pytest.fixture(scope="module")

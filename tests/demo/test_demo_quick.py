@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import laws
+from mixsampler import laws
 from mixsampler.cli import main as cli_main
 from mixsampler.demo import pipeline
 from mixsampler.demo.results import DemoResults

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laws import FittedLaw, RunTable, load_runs
+from mixsampler.laws import FittedLaw, RunTable, load_runs
 
 DOMAINS = ("a", "b", "c")
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from laws import FitSettings, bootstrap
-from laws.bootstrap import resample_runs
+from mixsampler.laws import FitSettings, bootstrap
+from mixsampler.laws.bootstrap import resample_runs
 
 
 def test_resample_keeps_whole_runs(helpers: Any, synth_table: Any) -> None:
@@ -39,7 +39,7 @@ def test_intervals_contain_the_truth(helpers: Any, synth_table: Any) -> None:
     truth = true.predict(2e9, 2e10, h)
     assert np.all(lo <= truth) and np.all(truth <= hi)
     assert np.all(hi - lo > 0)
-    from laws import optimize
+    from mixsampler.laws import optimize
 
     best = optimize({"a": true}, model_size=1e9, n_tokens=8e9, min_weight=0.05).weights
     wi = res.weight_interval(0.95)
@@ -70,7 +70,7 @@ def test_parallel_targets_match_serial_and_warnings_are_repeated(
         n_boot=3, seed=0, settings=FitSettings(n_random=100, n_starts=2, niter=0, maxiter=200)
     )
     serial = bootstrap(table, "additive", ["a", "b"], **kw)
-    with caplog.at_level(logging.WARNING, logger="laws"):
+    with caplog.at_level(logging.WARNING, logger="mixsampler.laws"):
         parallel = bootstrap(table, "additive", ["a", "b"], jobs=2, **kw)
     for t in ("a", "b"):
         np.testing.assert_array_equal(serial.params[t], parallel.params[t])
@@ -91,7 +91,7 @@ def test_refit_modes(helpers: Any, synth_table: Any) -> None:
 
 
 def test_intervals_leave_out_unconverged_replicates() -> None:
-    from laws.bootstrap import BootstrapResult
+    from mixsampler.laws.bootstrap import BootstrapResult
 
     # Four replicates near 2.0 and one unconverged far away: the interval must not reach it.
     preds = np.array([[2.00], [2.01], [1.99], [2.02], [9.0]])

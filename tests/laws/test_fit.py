@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from laws import LAWS, FitSettings, fit, optimize
+from mixsampler.laws import LAWS, FitSettings, fit, optimize
 
 # A short search: the synthetic problems are small and well posed.
 FAST = FitSettings(n_random=200, n_starts=2, niter=0, maxiter=600)
@@ -78,7 +78,7 @@ def test_fixed_scale_fallback_is_said(
     synth_table: Any, helpers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     table = synth_table({"a": helpers.true_law("additive")}, sizes=(3e8,), tokens=(4e9,), n_mix=30)
-    with caplog.at_level(logging.WARNING, logger="laws.fit"):
+    with caplog.at_level(logging.WARNING, logger="mixsampler.laws.fit"):
         res = fit(table, "additive", "a", seed=0, settings=FAST)
     assert res.fixed == ["N", "D"]
     assert "fixed-scale" in res.message and "model_size = 3e+08" in res.message
@@ -96,7 +96,7 @@ def test_fixed_scale_fallback_is_said(
 
 
 def test_missing_losses_are_skipped_and_counted(helpers: Any, tmp_path: Any) -> None:
-    from laws import load_runs
+    from mixsampler.laws import load_runs
 
     rows = helpers.synth_rows({"a": helpers.true_law("additive")})
     for i in (0, 5, 9):
@@ -140,10 +140,10 @@ def test_too_few_mixtures_is_warned_per_parameter(
     law: str, helpers: Any, synth_table: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The case: 6 mixtures of 3 domains, 7 mixture parameters (E, C_i, gamma_i).
-    from laws import load_laws, save_laws
+    from mixsampler.laws import load_laws, save_laws
 
     table = synth_table({"a": helpers.true_law("joint")}, n_mix=6, noise=1e-3, seed=3)
-    with caplog.at_level(logging.WARNING, logger="laws"):
+    with caplog.at_level(logging.WARNING, logger="mixsampler.laws"):
         res = fit(table, law, "a", seed=0, settings=FAST)
     text = "\n".join(res.warnings)
     assert "7 parameters that only distinct mixtures identify" in text
@@ -163,7 +163,7 @@ def test_enough_mixtures_give_no_warning(helpers: Any, synth_table: Any) -> None
 
 def test_a_parameter_on_its_bound_is_named(helpers: Any, synth_table: Any) -> None:
     # D has (almost) no effect on the loss: the fit pushes beta onto its lower bound.
-    from laws import FittedLaw
+    from mixsampler.laws import FittedLaw
 
     params = dict(helpers.TRUE_PARAMS["chinchilla"], B=1e-9)
     table = synth_table({"a": FittedLaw("chinchilla", helpers.DOMAINS, "a", params)}, n_mix=4)
@@ -180,7 +180,7 @@ def test_joint_fit_does_not_repeat_its_warm_starts_warnings(
     # mixture terms are unidentified, but only the joint law's own warnings belong in the log:
     # the additive fit is a starting point, not a law the user asked for.
     table = synth_table({"a": helpers.true_law("additive")}, n_mix=6)
-    caplog.set_level(logging.WARNING, logger="laws")
+    caplog.set_level(logging.WARNING, logger="mixsampler.laws")
     res = fit(table, "joint", "a", seed=0, settings=FAST)
     messages = [r.getMessage() for r in caplog.records]
     assert res.warnings and all(m.startswith("fit joint/a:") for m in messages), messages

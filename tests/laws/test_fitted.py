@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from laws import FittedLaw
+from mixsampler.laws import FittedLaw
 
 
 def test_params_cannot_change_behind_predict(helpers: Any) -> None:

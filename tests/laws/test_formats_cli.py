@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from laws import save_laws
 from mixsampler import cli
+from mixsampler.laws import save_laws
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laws import FittedLaw, load_laws, load_runs, save_laws
-from laws.forms import LAWS, Form
-from laws.runtable import RunTable
-from laws.runtable_writer import write_runs
-from laws.schema import loss_column, weight_column
+from mixsampler.laws import FittedLaw, load_laws, load_runs, save_laws
+from mixsampler.laws.forms import LAWS, Form
+from mixsampler.laws.runtable import RunTable
+from mixsampler.laws.runtable_writer import write_runs
+from mixsampler.laws.schema import loss_column, weight_column
 
 SETTINGS = settings(
     max_examples=120,

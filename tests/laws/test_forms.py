@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laws import LAWS, Form
+from mixsampler.laws import LAWS, Form
 
 
 @pytest.mark.parametrize("law", LAWS)

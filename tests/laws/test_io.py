@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from laws import FitSettings, FittedLaw, fit, load_laws, save_laws
+from mixsampler.laws import FitSettings, FittedLaw, fit, load_laws, save_laws
 
 
 def test_round_trip_is_bit_identical(tmp_path: Path, helpers: Any, synth_table: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laws import FittedLaw, feasible_bounds, optimize, project_capped_simplex
+from mixsampler.laws import FittedLaw, feasible_bounds, optimize, project_capped_simplex
 
 DOM = ("a", "b", "c")
 STEP = 0.01

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from laws import optimize, save_laws
-from laws.optimize import _fw_gap, _solve, _starts, _value_grad
-from laws.weightsfile import UnconvergedWeightsError, read_weights
 from mixsampler import cli
+from mixsampler.laws import optimize, save_laws
+from mixsampler.laws.optimize import _fw_gap, _solve, _starts, _value_grad
+from mixsampler.laws.weightsfile import UnconvergedWeightsError, read_weights
 
 
 def _joint(helpers: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from laws import FitSettings, FittedLaw, feasible_bounds, fit, load_runs, optimize
-from laws.runtable import drop_repeated_checkpoints
+from mixsampler.laws import FitSettings, FittedLaw, feasible_bounds, fit, load_runs, optimize
+from mixsampler.laws.runtable import drop_repeated_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 # ../shared/data/ beside the repository (CI); a worktree sits one level deeper.

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from laws import load_runs, parse_where
-from laws.runtable import drop_repeated_checkpoints
+from mixsampler.laws import load_runs, parse_where
+from mixsampler.laws.runtable import drop_repeated_checkpoints
 
 HEADER = "run,model_size,n_tokens,weight_a,weight_b,x_loss,y_loss\n"
 

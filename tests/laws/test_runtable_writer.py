@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laws import load_runs
-from laws.runtable_writer import RunTableWriter
-from laws.schema import (
+from mixsampler.laws import load_runs
+from mixsampler.laws.runtable_writer import RunTableWriter
+from mixsampler.laws.schema import (
     MODEL_SIZE,
     N_TOKENS,
     RUN,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from laws import FittedLaw, optimize
-from laws.weightsfile import (
+from mixsampler.laws import FittedLaw, optimize
+from mixsampler.laws.weightsfile import (
     UnconvergedWeightsError,
     WeightsFile,
     read_weights,

@@ -121,7 +121,7 @@ def test_cli_writes_plan_and_lightningcli_configs(tmp_path, capsys) -> None:
                 "trainer": {
                     "callbacks": [
                         {
-                            "class_path": "callbacks.DomainLossLogger",
+                            "class_path": "mixsampler.callbacks.DomainLossLogger",
                             "init_args": {"model_size": "total"},
                         }
                     ]
@@ -187,7 +187,7 @@ def test_a_plan_too_large_is_refused_at_once() -> None:
 
 @pytest.mark.parametrize("law", ["additive", "joint", "simple", "full", "ye_m2", "bimix"])
 def test_mixture_count_is_read_from_the_law_definition(law: str) -> None:
-    from laws.law_defs import REGISTRY
+    from mixsampler.laws.law_defs import REGISTRY
 
     k = 4
     blocks = [b for t in REGISTRY[law].terms for b in t.blocks]

@@ -59,7 +59,10 @@ def planned(tmp_path: Path, *, n_mixtures: int, max_steps: int, step_s: float = 
             "enable_model_summary": False,
             "num_sanity_val_steps": 0,
             "callbacks": [
-                {"class_path": "callbacks.DomainLossLogger", "init_args": {"model_size": "total"}}
+                {
+                    "class_path": "mixsampler.callbacks.DomainLossLogger",
+                    "init_args": {"model_size": "total"},
+                }
             ],
         },
     }
