@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from laws.forms import D_SCALE, N_SCALE, Form
-from laws.law_defs import get_law
+from mixsampler.laws.forms import D_SCALE, N_SCALE, Form
+from mixsampler.laws.law_defs import get_law
 
 __all__ = ["FittedLaw"]
 
@@ -125,6 +125,41 @@ class FittedLaw:
             'model_size < 2e9'
         """
         return dataclasses.replace(self, fit={**_thaw(self.fit), **info})
+
+    @property
+    def evidence(self) -> Mapping[str, Any] | None:
+        """What the law was fitted on, for trust regions and extrapolation warnings.
+
+        ``fit["evidence"]`` as :func:`laws.fit` records it: ``model_size`` and ``n_tokens`` as
+        ``[min, max]`` over the fitting rows, ``weights`` as ``{domain: [min, max]}`` and
+        ``mixtures`` as the distinct fitting mixtures (lists in domain order). None for a law
+        saved before this was recorded.
+        """
+        ev = self.fit.get("evidence")
+        return ev if isinstance(ev, Mapping) else None
+
+    def trust_issues(self, *, max_heldout_ratio: float = 3.0) -> tuple[str, ...]:
+        """Reasons not to let this law decide a mixture; empty when none were recorded.
+
+        A law is untrusted when its fit did not converge (``fit["converged"]`` False) or when
+        a held-out check (``fit["heldout"][kind]["mre"]``, kind ``n``, ``d`` or ``mixture``)
+        is more than ``max_heldout_ratio`` times its training error and above 1 %: it fits
+        noise. ``optimize`` and :class:`MixtureWeights` refuse such a law unless allowed.
+        """
+        out: list[str] = []
+        if self.fit.get("converged") is False:
+            out.append(f"{self.target}: the {self.law} fit did not converge")
+        train = self.fit.get("train_mre")
+        for kind, check in (self.fit.get("heldout") or {}).items():
+            mre = check.get("mre") if isinstance(check, Mapping) else None
+            if not isinstance(mre, (int, float)) or not isinstance(train, (int, float)):
+                continue
+            if mre > 0.01 and mre > max_heldout_ratio * max(train, 1e-4):
+                out.append(
+                    f"{self.target}: held-out {kind} error {100 * mre:.2g} % is "
+                    f"{mre / max(train, 1e-4):.0f}x the training error {100 * train:.2g} %"
+                )
+        return tuple(out)
 
     @property
     def x(self) -> np.ndarray:
