@@ -33,6 +33,7 @@ __all__ = [
     "check_format",
     "did_you_mean",
     "json_bool",
+    "json_finite_tree",
     "json_number",
     "json_object",
     "json_str",
@@ -293,7 +294,7 @@ def _check_law(path: Path, obj: Any, at: str) -> FittedLaw:
         json_strings(path, obj["warnings"], f"{at}.warnings", unique=False)
     for name, v in params.items():
         json_number(path, v, f"{at}.parameters.{name}")
-    _check_finite(path, fit, f"{at}.fit")
+    json_finite_tree(path, fit, f"{at}.fit")
     try:
         fitted = FittedLaw.from_dict({**obj, **scales})
     except (ValueError, TypeError, KeyError) as err:
@@ -318,13 +319,21 @@ def _check_law(path: Path, obj: Any, at: str) -> FittedLaw:
     return fitted
 
 
-def _check_finite(path: Path, obj: Any, at: str) -> None:
-    """Any JSON value: every number in it finite (a record may hold anything else)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise bad_input(path, "must be a finite number", field=at, value=obj)
-    if isinstance(obj, dict):
+def json_finite_tree(path: Path, obj: Any, at: str) -> None:
+    """Check that every number inside a JSON value is finite (and that it is a JSON value).
+
+    Records such as a law's ``fit`` or WEIGHTS.json's extra keys may hold anything JSON can,
+    but a NaN or Infinity there would be written as invalid JSON or mislead whoever reads it.
+    """
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, (int, float)):
+        json_number(path, obj, at or "(top level)")
+    elif isinstance(obj, Mapping):
         for k, v in obj.items():
-            _check_finite(path, v, f"{at}.{k}")
+            json_finite_tree(path, v, f"{at}.{k}" if at else str(k))
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _check_finite(path, v, f"{at}[{i}]")
+            json_finite_tree(path, v, f"{at}[{i}]")
+    else:
+        raise bad_input(path, "must be a JSON value", field=at, value=type(obj).__name__)

@@ -36,6 +36,7 @@ from mixsampler.laws.io import (
     check_format,
     did_you_mean,
     json_bool,
+    json_finite_tree,
     json_number,
     json_object,
     json_str,
@@ -263,7 +264,7 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
         }
     if "intervals" in opt:
         kw["intervals"] = json_object(path, opt["intervals"], "intervals")
-        _finite(path, kw["intervals"], "intervals")
+        json_finite_tree(path, kw["intervals"], "intervals")
     if "warnings" in opt:
         kw["warnings"] = json_strings(path, opt["warnings"], "warnings", unique=False)
     known = {f.name for f in dataclasses.fields(WeightsFile)} | {"format", "version"}
@@ -276,7 +277,7 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
             raise bad_input(path, f"unknown key{hint}", field=k, value=extra[k])
     if "extra" in doc:
         raise bad_input(path, "'extra' is not a key of WEIGHTS.json", field="extra")
-    _finite(path, extra, "")
+    json_finite_tree(path, extra, "")
     kw["extra"] = extra
     return kw
 
@@ -304,18 +305,3 @@ def _shares(path: Path, obj: Any, at: str) -> dict[str, float]:
         if v > 1:
             raise bad_input(path, "a weight must be in [0, 1]", field=f"{at}.{k}", value=v)
     return out
-
-
-def _finite(path: Path, obj: Any, at: str) -> None:
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return
-    if isinstance(obj, (int, float)):
-        json_number(path, obj, at or "(top level)")
-    elif isinstance(obj, Mapping):
-        for k, v in obj.items():
-            _finite(path, v, f"{at}.{k}" if at else str(k))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _finite(path, v, f"{at}[{i}]")
-    else:
-        raise bad_input(path, "must be a JSON value", field=at, value=type(obj).__name__)
