@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mixsampler.atomic import atomic_write
 from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.forms import LAWS, Form
 from mixsampler.laws.schema import bad_input
@@ -96,10 +97,7 @@ def write_json(path: str | os.PathLike[str], doc: Any, what: str) -> Path:
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     except ValueError as err:
         raise bad_input(path, f"cannot write a non-finite number to a {what} ({err})") from None
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)
 
 
 def check_format(path: Path, doc: Any, fmt: str, version: int, what: str) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 
+from mixsampler.atomic import atomic_write
 from mixsampler.laws.commands.args import check_table_domains, load_table, output_file
 from mixsampler.laws.schema import pred_column
 
@@ -45,8 +45,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
         return 0
     # Written whole and then renamed: a crash never leaves half a table behind.
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, out_path)
+    atomic_write(out_path, buf.getvalue())
     print(f"wrote {len(table)} rows with {', '.join(pred_cols)} to {args.output}")
     return 0
