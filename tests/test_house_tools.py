@@ -1,0 +1,75 @@
+"""tools/check_private_imports.py: what counts as a private name crossing a module boundary."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "check_private_imports", ROOT / "tools" / "check_private_imports.py"
+)
+assert _spec is not None and _spec.loader is not None
+tool = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = tool  # dataclasses look their module up there
+_spec.loader.exec_module(tool)
+
+
+def _texts(code: str, current: str, is_package: bool = False) -> list[str]:
+    return [f.text for f in tool.findings_in(ast.parse(code), current, is_package=is_package)]
+
+
+def test_absolute_and_relative_private_imports_are_found() -> None:
+    code = "from mixsampler.laws.fit import _prepare, fit\nfrom .io import _tmp\n"
+    assert _texts(code, "mixsampler.laws.evaluate") == [
+        "from mixsampler.laws.fit import _prepare",
+        "from mixsampler.laws.io import _tmp",
+    ]
+    # In a package __init__, one dot is the package itself.
+    assert _texts("from ._guards import _x\n", "mixsampler.callbacks", is_package=True) == [
+        "from mixsampler.callbacks._guards import _x"
+    ]
+
+
+def test_private_modules_and_attributes_of_our_modules_are_found() -> None:
+    code = (
+        "from mixsampler.callbacks import _guards\n"
+        "from mixsampler.laws import fit\n"
+        "import mixsampler.laws.io as lio\n"
+        "fit._search(1)\nlio._tmp\n"
+    )
+    assert _texts(code, "mixsampler.callbacks.domain_loss") == [
+        "from mixsampler.callbacks import _guards",
+        "fit._search (mixsampler.laws.fit)",
+        "lio._tmp (mixsampler.laws.io)",
+    ]
+
+
+def test_public_dunder_own_and_third_party_names_pass() -> None:
+    code = (
+        "from mixsampler import __version__\n"
+        "from mixsampler.laws.fit import fit as _fit\n"  # a private alias of a public name
+        "from numpy.linalg import _umath_linalg\n"  # not ours
+        "from mixsampler.laws.fit import _own\n"
+    )
+    assert _texts(code, "mixsampler.laws.fit") == []
+
+
+def test_exit_status_and_listing(tmp_path: Path) -> None:
+    clean = tmp_path / "clean.py"
+    clean.write_text("from mixsampler.laws import fit\n")
+    dirty = tmp_path / "dirty.py"
+    dirty.write_text("\n\nfrom mixsampler.laws.fit import _prepare\n")
+    script = str(ROOT / "tools" / "check_private_imports.py")
+    ok = subprocess.run([sys.executable, script, str(clean)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, script, str(dirty)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "dirty.py:3: from mixsampler.laws.fit import _prepare" in bad.stdout
+    gone = subprocess.run(
+        [sys.executable, script, str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert gone.returncode == 2 and "nope" in gone.stderr
