@@ -6,8 +6,8 @@ optimal-weights search). N and D enter through ``log(N / N_SCALE)`` and ``log(D 
 with N in billions and D in billions of tokens the fitted A and B stay near 1 whatever the
 table's scale, which keeps L-BFGS well conditioned. Predictions do not depend on the choice.
 
-Each law is defined once, in :mod:`mixsampler.laws.law_defs` (its terms, blocks, priors, bounds, mixture
-groups and warm start); this module lays out its parameter vector and evaluates it.
+Each law is defined once, in :mod:`mixsampler.laws.law_defs` (its terms, blocks, priors, bounds,
+mixture groups and warm start); this module lays out its parameter vector and evaluates it.
 
 When N (or D) is constant over the fitting rows its term cannot be told apart from E, so the
 fixed-scale variant drops it (paper App. B): ``Form(law, domains, use_n=False)``.
