@@ -33,11 +33,13 @@ demo: install
 demo-quick: install
 	$(BIN)/python examples/mixture_demo/run.py --quick $(DEMO_ARGS)
 
-# Style, formatting, and no private name imported across modules (tools/check_private_imports.py).
+# Style, formatting, no private name imported across modules, and the types (mypy on the
+# package as it installs, through tools/typecheck.py).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check mixsampler callbacks laws tests benchmarks examples tools conftest.py
 	$(BIN)/python tools/check_private_imports.py
+	$(BIN)/python tools/typecheck.py
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info

@@ -73,3 +73,26 @@ def test_exit_status_and_listing(tmp_path: Path) -> None:
         [sys.executable, script, str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert gone.returncode == 2 and "nope" in gone.stderr
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_typecheck_lays_out_the_installed_package(tmp_path: Path) -> None:
+    typecheck = _load("typecheck")
+    pkg = typecheck.lay_out(tmp_path)
+    # mypy sees the names users import: mixsampler.laws.fit, mixsampler.callbacks.
+    assert (pkg / "laws" / "fit.py").resolve() == ROOT / "laws" / "fit.py"
+    assert (pkg / "callbacks" / "__init__.py").resolve() == ROOT / "callbacks" / "__init__.py"
+    assert (pkg / "cli.py").resolve() == ROOT / "mixsampler" / "cli.py"
+    assert not (tmp_path / "laws").exists()  # no top-level `laws` for mypy to find
+    # Findings point at the repository's files.
+    assert typecheck.to_repo_path("mixsampler/laws/io.py:1: error: e") == "laws/io.py:1: error: e"
+    assert typecheck.to_repo_path("mixsampler/callbacks/x.py:2: e") == "callbacks/x.py:2: e"
+    assert typecheck.to_repo_path("mixsampler/plan.py:3: e") == "mixsampler/plan.py:3: e"
