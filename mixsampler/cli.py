@@ -9,10 +9,11 @@ is one line on stderr and exit status 2; any other operating-system error (a ful
 error) is one line and exit status 1; anything else is a bug and keeps its traceback.
 
 Threads: ``fit`` and ``optimize`` work on small dense matrices, where BLAS threads only contend
-(an additive fit took 2.2 s of CPU with one thread and 24 to 28 s with OpenBLAS's default on a
-loaded 2-core machine, for the same LAW.json), so they run with one BLAS thread per process,
-their worker processes included. ``MIXSAMPLER_BLAS_THREADS=N`` sets N threads instead, and
-``MIXSAMPLER_BLAS_THREADS=0`` leaves the environment's own settings alone.
+(an additive fit took 1.5 s of CPU with one thread and 6.8 to 9.9 s with OpenBLAS's default on
+2 cores, for a byte-identical LAW.json), so they run with one BLAS thread per process, their
+worker processes included. ``MIXSAMPLER_BLAS_THREADS=N`` sets N threads instead, and
+``MIXSAMPLER_BLAS_THREADS=0`` leaves the environment's own settings alone (see
+:mod:`mixsampler.threads`).
 
 Example:
     $ mixsampler fit runs.csv --law joint --target all -o law.json
@@ -23,22 +24,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import MutableMapping, Sequence
 
 from mixsampler.atomic import OutputPathError
+from mixsampler.threads import BLAS_ENV, requested_blas_threads, set_blas_threads
 
-__all__ = ["BLAS_THREAD_VARS", "BLAS_VERBS", "blas_threads", "build_parser", "main"]
+__all__ = ["BLAS_VERBS", "build_parser", "main", "pin_blas_threads"]
 
 log = logging.getLogger(__name__)
 
-# The variables OpenBLAS, MKL and OpenMP-built BLAS read, once, when the library loads (so they
-# must be set before numpy is first imported; child processes inherit them).
-BLAS_THREAD_VARS: tuple[str, ...] = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# Verbs whose work is many small matrix operations (law fits, the weights search).
+# Verbs whose work is many small matrix operations (law fits, the weights search); see
+# mixsampler.threads for why they run with one BLAS thread.
 BLAS_VERBS: frozenset[str] = frozenset({"fit", "optimize"})
-BLAS_ENV = "MIXSAMPLER_BLAS_THREADS"
 
 # Modules that add verbs. Order is the order of ``mixsampler --help``.
 _REGISTRARS: tuple[str, ...] = (
@@ -76,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def blas_threads(
+def pin_blas_threads(
     argv: Sequence[str], environ: MutableMapping[str, str] | None = None
 ) -> int | None:
     """Set the BLAS thread variables for the verb in ``argv``; return the count set.
@@ -93,31 +91,20 @@ def blas_threads(
 
     Example:
         >>> env = {"OMP_NUM_THREADS": "16"}
-        >>> blas_threads(["-v", "fit", "runs.csv"], env), env["OMP_NUM_THREADS"]
+        >>> pin_blas_threads(["-v", "fit", "runs.csv"], env), env["OMP_NUM_THREADS"]
         (1, '1')
         >>> env = {"MIXSAMPLER_BLAS_THREADS": "0", "OMP_NUM_THREADS": "16"}
-        >>> blas_threads(["optimize", "LAW.json"], env), env["OMP_NUM_THREADS"]
+        >>> pin_blas_threads(["optimize", "LAW.json"], env), env["OMP_NUM_THREADS"]
         (None, '16')
-        >>> blas_threads(["plan"], {}) is None
+        >>> pin_blas_threads(["plan"], {}) is None
         True
     """
-    env = os.environ if environ is None else environ
     verb = next((a for a in argv if not a.startswith("-")), None)
     if verb not in BLAS_VERBS:
         return None
-    raw = env.get(BLAS_ENV, "1").strip()
-    try:
-        count = int(raw)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise ValueError(
-            f"environment variable {BLAS_ENV} must be an integer >= 0 (0: leave the BLAS"
-            f" settings alone), got {raw!r}"
-        )
-    if count == 0:
-        return None
-    env.update(dict.fromkeys(BLAS_THREAD_VARS, str(count)))
+    count = requested_blas_threads(environ)
+    if count is not None:
+        set_blas_threads(count, environ)
     return count
 
 
@@ -126,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # Before build_parser: the verbs' modules import numpy, which loads BLAS.
-        threads = blas_threads(argv)
+        threads = pin_blas_threads(argv)
     except ValueError as err:
         print(f"mixsampler: error: {err}", file=sys.stderr)
         return 2

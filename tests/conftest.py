@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from mixsampler.cli import BLAS_THREAD_VARS  # noqa: E402
+from mixsampler.threads import BLAS_THREAD_VARS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC_DATA_ENV = "MIXSAMPLER_PUBLIC_DATA"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mixsampler import cli
+from mixsampler import cli, threads
 
 
 def test_no_verb_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,32 +172,32 @@ def test_fit_and_optimize_pin_blas_threads(
     seen: list[dict[str, str | None]] = []
 
     def record(args: object) -> int:
-        seen.append({v: os.environ.get(v) for v in cli.BLAS_THREAD_VARS})
+        seen.append({v: os.environ.get(v) for v in threads.BLAS_THREAD_VARS})
         return 0
 
     monkeypatch.setattr(fit, "_cmd_fit", record)
     monkeypatch.setattr(predict, "_cmd_predict", record)
     argv = _fit_argv(tmp_path, tmp_path / "LAW.json")
     monkeypatch.setenv("OMP_NUM_THREADS", "16")
-    monkeypatch.delenv(cli.BLAS_ENV, raising=False)
+    monkeypatch.delenv(threads.BLAS_ENV, raising=False)
     assert cli.main(argv) == 0
-    assert seen[-1] == dict.fromkeys(cli.BLAS_THREAD_VARS, "1")
+    assert seen[-1] == dict.fromkeys(threads.BLAS_THREAD_VARS, "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "16")
-    monkeypatch.setenv(cli.BLAS_ENV, "3")
+    monkeypatch.setenv(threads.BLAS_ENV, "3")
     assert cli.main(argv) == 0
-    assert seen[-1] == dict.fromkeys(cli.BLAS_THREAD_VARS, "3")
+    assert seen[-1] == dict.fromkeys(threads.BLAS_THREAD_VARS, "3")
     monkeypatch.setenv("OMP_NUM_THREADS", "16")
-    monkeypatch.setenv(cli.BLAS_ENV, "0")  # leave the environment alone
+    monkeypatch.setenv(threads.BLAS_ENV, "0")  # leave the environment alone
     assert cli.main(argv) == 0
     assert seen[-1]["OMP_NUM_THREADS"] == "16"
     # Other verbs are not touched.
-    monkeypatch.delenv(cli.BLAS_ENV)
+    monkeypatch.delenv(threads.BLAS_ENV)
     assert cli.main(["predict", "L.json", "r.csv", "-o", str(tmp_path / "p.csv")]) == 0
     assert seen[-1]["OMP_NUM_THREADS"] == "16"
-    monkeypatch.setenv(cli.BLAS_ENV, "two")
-    cli_fails(argv, cli.BLAS_ENV, "'two'")
-    monkeypatch.setenv(cli.BLAS_ENV, "-1")
-    cli_fails(argv, cli.BLAS_ENV, "'-1'")
+    monkeypatch.setenv(threads.BLAS_ENV, "two")
+    cli_fails(argv, threads.BLAS_ENV, "'two'")
+    monkeypatch.setenv(threads.BLAS_ENV, "-1")
+    cli_fails(argv, threads.BLAS_ENV, "'-1'")
 
 
 def test_the_cli_loads_no_blas_before_it_pins() -> None:
