@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location(
     "check_private_imports", ROOT / "tools" / "check_private_imports.py"
@@ -96,3 +98,14 @@ def test_typecheck_lays_out_the_installed_package(tmp_path: Path) -> None:
     assert typecheck.to_repo_path("mixsampler/laws/io.py:1: error: e") == "laws/io.py:1: error: e"
     assert typecheck.to_repo_path("mixsampler/callbacks/x.py:2: e") == "callbacks/x.py:2: e"
     assert typecheck.to_repo_path("mixsampler/plan.py:3: e") == "mixsampler/plan.py:3: e"
+
+
+def test_public_table_finds_or_skips_saying_where(
+    public_table, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MIXSAMPLER_PUBLIC_DATA", str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match=f"dmsl_slimpajama.csv not found in {tmp_path}"):
+        public_table("dmsl_slimpajama")
+    (tmp_path / "regmix_1m.csv").write_text("model_size\n1\n")
+    assert public_table("regmix_1m") == tmp_path / "regmix_1m.csv"
+    assert public_table("regmix_1m.csv") == tmp_path / "regmix_1m.csv"
