@@ -109,3 +109,28 @@ def test_public_table_finds_or_skips_saying_where(
     (tmp_path / "regmix_1m.csv").write_text("model_size\n1\n")
     assert public_table("regmix_1m") == tmp_path / "regmix_1m.csv"
     assert public_table("regmix_1m.csv") == tmp_path / "regmix_1m.csv"
+
+
+def test_doctests_import_the_installed_modules() -> None:
+    """The root conftest makes `--doctest-modules laws` import mixsampler.laws.*, not `laws`."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "--doctest-modules",
+            "laws/forms.py",
+            "callbacks/__init__.py",
+            "mixsampler/atomic.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode in (0, 5), out.stdout + out.stderr  # 5: nothing collected
+    assert "laws/forms.py::mixsampler.laws.forms.Form" in out.stdout, out.stdout
+    assert "mixsampler/atomic.py::mixsampler.atomic" in out.stdout, out.stdout
+    assert "::laws." not in out.stdout and "::callbacks." not in out.stdout, out.stdout
