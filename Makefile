@@ -18,19 +18,28 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The suite, then every docstring example (the root conftest.py imports laws/ and callbacks/
+# as mixsampler.laws and mixsampler.callbacks, the names they install under).
+# `make test PYTEST_ARGS='-m "not slow"'` is the fast loop.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --doctest-modules mixsampler callbacks laws
 
+# The demo lives outside the installed package and uses only its public API.
 demo: install
-	$(BIN)/mixsampler demo $(DEMO_ARGS)
+	$(BIN)/python examples/mixture_demo/run.py $(DEMO_ARGS)
 
 demo-quick: install
-	$(BIN)/mixsampler demo --quick $(DEMO_ARGS)
+	$(BIN)/python examples/mixture_demo/run.py --quick $(DEMO_ARGS)
 
+# Style, formatting, no private name imported across modules, and the types (mypy on the
+# package as it installs, through tools/typecheck.py).
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check mixsampler callbacks laws tests benchmarks
+	$(BIN)/ruff format --check mixsampler callbacks laws tests benchmarks examples tools conftest.py
+	$(BIN)/python tools/check_private_imports.py
+	$(BIN)/python tools/typecheck.py
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info

@@ -6,8 +6,8 @@ optimal-weights search). N and D enter through ``log(N / N_SCALE)`` and ``log(D 
 with N in billions and D in billions of tokens the fitted A and B stay near 1 whatever the
 table's scale, which keeps L-BFGS well conditioned. Predictions do not depend on the choice.
 
-Each law is defined once, in :mod:`laws.law_defs` (its terms, blocks, priors, bounds, mixture
-groups and warm start); this module lays out its parameter vector and evaluates it.
+Each law is defined once, in :mod:`mixsampler.laws.law_defs` (its terms, blocks, priors, bounds,
+mixture groups and warm start); this module lays out its parameter vector and evaluates it.
 
 When N (or D) is constant over the fitting rows its term cannot be told apart from E, so the
 fixed-scale variant drops it (paper App. B): ``Form(law, domains, use_n=False)``.
@@ -45,7 +45,7 @@ def uses_scale(law: str) -> tuple[bool, bool]:
 @dataclass(frozen=True)
 class Form:
     """One law's parameter layout and evaluation, read from its definition in
-    :mod:`laws.law_defs`.
+    :mod:`mixsampler.laws.law_defs`.
 
     Args:
         law: one of :data:`LAWS`.
@@ -55,9 +55,15 @@ class Form:
         target_domain: the training domain that is the target (``bimix`` only).
 
     Example:
+        With E = 1, A = 0.2, alpha = 0.3, B = 0.5, beta = 0.3 and N = D = 1e9 (one unit of
+        :data:`N_SCALE` and :data:`D_SCALE`, so both power terms are 1), the loss is
+        E + A + B = 1.7:
+
         >>> f = Form("chinchilla", ("a",))
+        >>> f.names
+        ['E', 'A', 'alpha', 'B', 'beta']
         >>> f.predict(np.array([1.0, 0.2, 0.3, 0.5, 0.3]), [1e9], [1e9], [[1.0]])
-        array([2.7])
+        array([1.7])
     """
 
     law: str
