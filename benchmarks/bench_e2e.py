@@ -1,8 +1,9 @@
 """End to end at a configurable, larger scale: the demo's pipeline beyond toy size.
 
-The same code as ``mixsampler demo`` (plan -> proxy sweep -> additive and joint fits with a
-held-out-by-scale check -> optimized mixtures -> main runs against uniform and natural on
-several seeds -> report), with every size a flag, so the claim "the optimized mixture beats
+The same code as ``examples/mixture_demo/run.py`` (plan -> proxy sweep -> additive and joint
+fits with a held-out-by-scale check -> optimized mixtures -> main runs against uniform and
+natural on several
+seeds -> report), with every size a flag, so the claim "the optimized mixture beats
 uniform and natural, and the law predicts the main runs" can be checked where it matters.
 ``--device cuda`` runs on a GPU.
 
@@ -25,8 +26,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mixsampler.demo import pipeline, report
-from mixsampler.demo.data import DataConfig
+# The demo is an example beside the package, not part of it: its modules import by plain name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "mixture_demo"))
+
+import demo_pipeline as pipeline  # noqa: E402
+import demo_report as report  # noqa: E402
+from demo_data import DataConfig  # noqa: E402
 
 
 def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
@@ -55,7 +60,7 @@ def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
     n_head = args.n_head or base.n_head
     proxy_tokens = args.proxy_tokens or int(base.proxy_tokens * s)
     if args.proxy_tokens_per_param:
-        from mixsampler.demo.model import GPTConfig, TinyGPT
+        from demo_model import GPTConfig, TinyGPT
 
         largest = TinyGPT(
             GPTConfig(seq_len=seq_len, n_layer=n_layer, n_head=n_head, d_model=max(proxy_widths))

@@ -1,5 +1,6 @@
-"""`mixsampler demo --quick` end to end, then every number in its report checked against the
-run files it wrote (rows CSVs, LAW.json, WEIGHTS.json), recomputed independently here."""
+"""`python examples/mixture_demo/run.py --quick` end to end, then every number in its report
+checked against the run files it wrote (rows CSVs, LAW.json, WEIGHTS.json), recomputed
+independently here."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import demo_pipeline as pipeline
 import numpy as np
 import pytest
+from demo_results import DemoResults
+from run import main as demo_main
 
 from mixsampler import laws
-from mixsampler.cli import main as cli_main
-from mixsampler.demo import pipeline
-from mixsampler.demo.results import DemoResults
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoResult
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline, "run_demo", run_demo)
-        # The CLI, as `make demo-quick` runs it.
-        assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
+        # The entry point, as `make demo-quick` runs it.
+        assert demo_main(["--quick", "--out", str(out)]) == 0
     assert len(returned) == 1
     return out, returned[0]
 

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-from mixsampler.demo.config import QUICK
-from mixsampler.demo.data import DemoData, DomainData
-from mixsampler.demo.results import (
+from demo_config import QUICK
+from demo_data import DemoData, DomainData
+from demo_results import (
     Comparison,
     DemoFiles,
     DemoResults,

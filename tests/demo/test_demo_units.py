@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-
-from mixsampler.demo.data import DataConfig, DemoData, DomainData, load_user_data, select_documents
-from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
-from mixsampler.demo.pipeline import DemoConfig, verdict
-from mixsampler.demo.results import (
+from demo_data import DataConfig, DemoData, DomainData, load_user_data, select_documents
+from demo_model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
+from demo_pipeline import DemoConfig, verdict
+from demo_results import (
     ErrorByTokens,
     ErrorSummary,
     MainEvaluation,
@@ -195,7 +194,7 @@ def test_prediction_criterion_is_the_worst_seed_not_the_mean() -> None:
 
 
 def test_fingerprints_change_with_the_bytes_and_the_weights() -> None:
-    from mixsampler.demo.optimize import weights_fingerprint
+    from demo_optimize import weights_fingerprint
 
     def data(val_sha: str) -> DemoData:
         return DemoData({"a": DomainData("a", "s", "t", "v", val_sha256=val_sha)}, "x")

@@ -1,9 +1,9 @@
 """The demo's whole loop: plan -> proxy sweep -> fit -> optimize -> main runs -> report.
 
-One module per stage: :mod:`~mixsampler.demo.data` (shards), :mod:`~mixsampler.demo.sweep`
-(the plan), :mod:`~mixsampler.demo.runs` (training), :mod:`~mixsampler.demo.fit`,
-:mod:`~mixsampler.demo.optimize`, :mod:`~mixsampler.demo.mainruns` (evaluation and verdict),
-:mod:`~mixsampler.demo.report` (with ``tables`` and ``figures``); this module only drives them.
+One module per stage: :mod:`~demo_data` (shards), :mod:`~demo_sweep`
+(the plan), :mod:`~demo_runs` (training), :mod:`~demo_fit`,
+:mod:`~demo_optimize`, :mod:`~demo_mainruns` (evaluation and verdict),
+:mod:`~demo_report` (with ``tables`` and ``figures``); this module only drives them.
 
 Every stage writes its files under one output folder, in the project's interchange formats,
 so each step can be redone by hand with the command line (the report lists the commands):
@@ -15,11 +15,11 @@ so each step can be redone by hand with the command line (the report lists the c
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),
 - ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture,
-- ``results.json`` (:class:`~mixsampler.demo.results.DemoResults`), ``report.md`` and the
+- ``results.json`` (:class:`~demo_results.DemoResults`), ``report.md`` and the
   PNG figures.
 
 Example:
-    >>> from mixsampler.demo.pipeline import QUICK, run_demo
+    >>> from demo_pipeline import QUICK, run_demo
     >>> results = run_demo(QUICK, out_dir="demo_out")  # doctest: +SKIP
     >>> results.verdict.all_pass, results.chosen_law  # doctest: +SKIP
     (False, 'additive')
@@ -37,15 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.config import FULL, QUICK, DemoConfig, RunSpec, scaled
-from mixsampler.demo.data import DemoData, build_default_data, load_user_data
-from mixsampler.demo.fit import LAWS, fit_stage
-from mixsampler.demo.mainruns import evaluate_main, verdict
-from mixsampler.demo.optimize import optimize_stage
-from mixsampler.demo.results import DemoFiles, DemoResults, Mixture, RunSummary, Timings
-from mixsampler.demo.runs import make_model, run_many, train_run
-from mixsampler.demo.sweep import make_proxy_plan
+from demo_config import FULL, QUICK, DemoConfig, RunSpec, scaled
+from demo_data import DemoData, build_default_data, load_user_data
+from demo_fit import LAWS, fit_stage
+from demo_mainruns import evaluate_main, verdict
+from demo_optimize import optimize_stage
+from demo_results import DemoFiles, DemoResults, Mixture, RunSummary, Timings
+from demo_runs import make_model, run_many, train_run
+from demo_sweep import make_proxy_plan
 
 __all__ = [
     "FULL",
@@ -205,7 +204,7 @@ def _trainer(
 def _report(results: DemoResults, out: Path, t0: float, t_start: float) -> DemoResults:
     """Write the report and ``results.json``; returns ``results`` with the report's and the
     whole demo's time (``t0``: when the evaluation began; ``t_start``: when the demo did)."""
-    from mixsampler.demo import report
+    import demo_report as report
 
     report.write_report(results, out)
     report_s = time.perf_counter() - t0

@@ -3,7 +3,7 @@
 (``laws.weightsfile``) with a fingerprint.
 
 Example:
-    >>> from mixsampler.demo.optimize import weights_fingerprint
+    >>> from demo_optimize import weights_fingerprint
     >>> len(weights_fingerprint({"a": 1.0}))
     12
 """
@@ -15,10 +15,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.data import DemoData
-from mixsampler.demo.fit import FitStage
-from mixsampler.demo.results import Mixture
+from demo_config import DemoConfig
+from demo_data import DemoData
+from demo_fit import FitStage
+from demo_results import Mixture
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def optimize_stage(
     a warning: its main runs test a mixture that may not be the law's optimum.
     """
     from mixsampler import laws
-    from mixsampler.laws.weightsfile import WeightsFile, write_weights
+    from mixsampler.laws import WeightsFile, write_weights
 
     domains = list(data.train_domains)
     targets = list(data.targets)

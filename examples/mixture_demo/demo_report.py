@@ -1,7 +1,7 @@
 """The demo's report: ``report.md`` with its tables, four figures, and a terminal summary.
 
-Every number comes from the :class:`~mixsampler.demo.results.DemoResults` that
-:func:`mixsampler.demo.pipeline.run_demo` computed from the run files; the verdict is computed,
+Every number comes from the :class:`~demo_results.DemoResults` that
+:func:`demo_pipeline.run_demo` computed from the run files; the verdict is computed,
 never written by hand.
 
 Example:
@@ -14,10 +14,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.results import DemoResults
-from mixsampler.demo.tables import (
+from demo_config import DemoConfig
+from demo_results import DemoResults
+from demo_tables import (
     commands,
     data_table,
     fingerprint_lines,
@@ -180,7 +179,7 @@ def write_report(results: DemoResults, out: Path) -> Path:
         >>> write_report(results, Path("demo_out"))  # doctest: +SKIP
         PosixPath('demo_out/report.md')
     """
-    from mixsampler.demo.figures import plot_curves, plot_main, plot_parity, plot_weights
+    from demo_figures import plot_curves, plot_main, plot_parity, plot_weights
 
     for plot in (plot_parity, plot_curves, plot_weights, plot_main):
         try:
@@ -193,7 +192,7 @@ def write_report(results: DemoResults, out: Path) -> Path:
 
 
 def summary(results: DemoResults, out: Path) -> str:
-    """The terminal summary printed at the end of ``mixsampler demo``.
+    """The terminal summary printed at the end of ``examples/mixture_demo/run.py``.
 
     Example:
         >>> results = DemoResults.load("demo_out/results.json")  # doctest: +SKIP

@@ -1,9 +1,9 @@
 """The report's tables and computed sentences (verdict, reading, data, fits, mixtures, main
 runs, commands), each a list of markdown lines built from the demo's
-:class:`~mixsampler.demo.results.DemoResults`.
+:class:`~demo_results.DemoResults`.
 
 Example:
-    >>> from mixsampler.demo.tables import fmt_int
+    >>> from demo_tables import fmt_int
     >>> fmt_int(224_000)
     '224,000'
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from mixsampler.demo.results import BASELINES, DemoResults, ErrorByTokens
+from demo_results import BASELINES, DemoResults, ErrorByTokens
 
 MIX_COLORS = {
     "optimized-avg": "tab:green",

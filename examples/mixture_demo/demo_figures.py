@@ -2,7 +2,7 @@
 the mixtures' weights, and the main runs' losses per seed.
 
 Example:
-    >>> from mixsampler.demo.figures import plot_parity  # doctest: +SKIP
+    >>> from demo_figures import plot_parity  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.results import DemoResults
-from mixsampler.demo.tables import MIX_COLORS, fmt_int, objective_label
+from demo_results import DemoResults
+from demo_tables import MIX_COLORS, fmt_int, objective_label
 
 
 def _rows(pattern: str) -> Any:

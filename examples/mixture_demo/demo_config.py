@@ -1,7 +1,7 @@
 """The demo's sizes: :class:`DemoConfig` and its presets :data:`FULL` and :data:`QUICK`.
 
 Example:
-    >>> from mixsampler.demo.config import QUICK, scaled
+    >>> from demo_config import QUICK, scaled
     >>> scaled(QUICK, seeds=(0, 1, 2, 3)).seeds
     (0, 1, 2, 3)
 """
@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mixsampler.demo.data import DataConfig
+from demo_data import DataConfig
 
 
 @dataclass(frozen=True)

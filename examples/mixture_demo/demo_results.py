@@ -1,6 +1,6 @@
 """The demo's results as frozen dataclasses: what ``results.json`` holds, typed and documented.
 
-:func:`mixsampler.demo.pipeline.run_demo` returns a :class:`DemoResults`; the report, its tables
+:func:`demo_pipeline.run_demo` returns a :class:`DemoResults`; the report, its tables
 and figures read its attributes, so a misspelt name fails at once (and in a type checker)
 instead of as a KeyError at the end of a long run. Field names are the keys of
 ``results.json``; :meth:`DemoResults.to_json` and :meth:`DemoResults.from_json` convert by the
@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.data import DemoData
+from demo_config import DemoConfig
+from demo_data import DemoData
 
 R = TypeVar("R", bound="Record")
 
@@ -106,7 +105,7 @@ class Mixture(Record):
 
 @dataclass(frozen=True)
 class RunSummary(Record):
-    """One trained run (proxy or main), as :func:`mixsampler.demo.runs.train_run` reports it."""
+    """One trained run (proxy or main), as :func:`demo_runs.train_run` reports it."""
 
     name: str  # the run's name: the run column of its rows
     stage: str  # "proxy" or "main"
@@ -186,7 +185,7 @@ class ErrorByTokens(Record):
 
 @dataclass(frozen=True)
 class MainEvaluation(Record):
-    """The main runs against the law (:func:`mixsampler.demo.mainruns.evaluate_main`)."""
+    """The main runs against the law (:func:`demo_mainruns.evaluate_main`)."""
 
     runs: dict[str, MainRun]  # run name -> its final validation, in run-name order
     mixtures: dict[str, MixtureEvaluation]  # mixture -> its runs, in the mixtures' order
@@ -217,7 +216,7 @@ class ObjectiveVerdict(Record):
 
 @dataclass(frozen=True)
 class Verdict(Record):
-    """The demo's verdict, computed from the numbers (:func:`mixsampler.demo.mainruns.verdict`)."""
+    """The demo's verdict, computed from the numbers (:func:`demo_mainruns.verdict`)."""
 
     objectives: dict[str, ObjectiveVerdict]  # objective -> did its optimized mixture win
     prediction: dict[str, float]  # "<mixture>/<objective>" -> worst seed's error in %

@@ -1,7 +1,7 @@
 """Evaluate the main runs against the law and compute the verdict, from the run files.
 
 Example:
-    >>> from mixsampler.demo.mainruns import evaluate_main, verdict  # doctest: +SKIP
+    >>> from demo_mainruns import evaluate_main, verdict  # doctest: +SKIP
     >>> main = evaluate_main("out/runs/main/*.csv", fitted, targets=targets,  # doctest: +SKIP
     ...     objectives=objectives, runs=runs, mixtures=mixtures, proxy_tokens_max=61_440.0)
     >>> verdict(main, objectives).all_pass  # doctest: +SKIP
@@ -14,9 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.fit import load_rows
-from mixsampler.demo.results import (
+from demo_fit import load_rows
+from demo_results import (
     BASELINES,
     Comparison,
     ErrorByTokens,
