@@ -82,6 +82,7 @@ def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
         lr=args.lr or base.lr,
         lr_decay=not args.constant_lr,
         init_gain=None if args.gpt2_init else (args.init_gain or base.init_gain),
+        check_mixtures=base.check_mixtures if args.check_mixtures is None else args.check_mixtures,
         seed=args.seed,
     )
 
@@ -122,12 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpt2-init", action="store_true", help="GPT-2's fixed init std 0.02")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="runs trained side by side (default: one per core on CPU, 1 on a GPU; tiny models "
+        "leave a GPU mostly idle, so several per GPU finish sooner)",
+    )
+    p.add_argument(
+        "--check-mixtures",
+        type=int,
+        help="unseen mixtures of part (a) at the largest proxy size (default 6; 0 skips (a))",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_for(args)
     t0 = time.perf_counter()
     results = pipeline.run_demo(
-        cfg, args.out, data_dir=args.data, device=args.device, threads=args.threads
+        cfg, args.out, data_dir=args.data, device=args.device, jobs=args.jobs, threads=args.threads
     )
     wall = time.perf_counter() - t0
     print(report.summary(results, Path(args.out)))

@@ -19,6 +19,9 @@ from run import main as demo_main
 
 from mixsampler import laws
 
+# The whole loop: 60 runs, 3 to 5 minutes on 2 loaded cores.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoResults]:
