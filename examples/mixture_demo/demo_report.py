@@ -77,6 +77,8 @@ def _verdict_part(results: DemoResults) -> list[str]:
         "",
         *check_table(results),
         "",
+        "![check](check.png)",
+        "",
         "## (b) The extrapolation in N, per target",
         "",
         *extrapolation_table(results),
@@ -185,9 +187,9 @@ def write_report(results: DemoResults, out: Path) -> Path:
         >>> write_report(results, Path("demo_out"))  # doctest: +SKIP
         PosixPath('demo_out/report.md')
     """
-    from demo_figures import plot_curves, plot_main, plot_parity, plot_weights
+    from demo_figures import plot_check, plot_curves, plot_main, plot_parity, plot_weights
 
-    for plot in (plot_parity, plot_curves, plot_weights, plot_main):
+    for plot in (plot_parity, plot_curves, plot_weights, plot_main, plot_check):
         try:
             plot(results, out)
         except Exception as err:  # a figure must never cost the user the report's numbers

@@ -77,6 +77,7 @@ def test_outputs_exist(demo_out: Path) -> None:
         "curves.png",
         "weights.png",
         "main_runs.png",
+        "check.png",
         "plan.csv",
         "analysis_plan.md",
         "decision.md",
