@@ -45,7 +45,6 @@ _REGISTRARS: tuple[str, ...] = (
     "mixsampler.commands.train",
     "mixsampler.commands.sweep",
     "mixsampler.laws.cli",
-    "mixsampler.commands.demo",
 )
 
 

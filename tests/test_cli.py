@@ -23,7 +23,7 @@ def test_every_verb_is_registered() -> None:
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     verbs = set(sub.choices)
-    assert {"plan", "shards", "fit", "predict", "optimize", "evaluate", "demo"} <= verbs
+    assert {"plan", "shards", "fit", "predict", "optimize", "evaluate"} <= verbs
 
 
 def test_unknown_verb_is_rejected() -> None:

@@ -9,11 +9,10 @@ import warnings
 import lightning.pytorch as pl
 import pytest
 import torch
+from demo_config import FULL, scaled
+from demo_model import GPTConfig, TinyGPT, TrainConfig
+from demo_runs import lr_at, make_model, train_settings
 from torch.utils.data import DataLoader
-
-from mixsampler.demo.config import FULL, scaled
-from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig
-from mixsampler.demo.runs import lr_at, make_model, train_settings
 
 
 def test_lr_factor_warms_up_then_decays_to_the_floor_at_the_last_step() -> None:

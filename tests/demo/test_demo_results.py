@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from mixsampler.demo.config import QUICK
-from mixsampler.demo.data import DemoData, DomainData
-from mixsampler.demo.results import (
-    Comparison,
+from demo_config import QUICK
+from demo_data import DemoData, DomainData
+from demo_results import (
+    Claims,
+    DecisionCheck,
+    DecisionStatement,
     DemoFiles,
     DemoResults,
+    DomainExtrapolation,
     ErrorByTokens,
     ErrorSummary,
     FitSummary,
@@ -21,12 +23,14 @@ from mixsampler.demo.results import (
     MainEvaluation,
     MainRun,
     Mixture,
+    MixtureCheck,
     MixtureEvaluation,
     ObjectiveStats,
-    ObjectiveVerdict,
+    PairedTest,
     RunSummary,
+    ScaleCheck,
+    ScaleObjective,
     Timings,
-    Verdict,
 )
 
 
@@ -83,7 +87,9 @@ def _results() -> DemoResults:
         objective={"avg": 2.5},
         pred_objective={"avg": 2.6},
     )
-    comp = Comparison(0.1, (0.1, 0.2, -0.05), -0.05, 0.02, False, False, True)
+    statement = DecisionStatement("avg", "uniform", 0.01, 0.4, 1.5, False, "within")
+    test = PairedTest((0.1, 0.2, -0.05), 0.0833, 0.126, 0.19, 0.5, False, False, 9)
+    check = MixtureCheck({"a": 1.0}, (0, 1, 2), {"avg": (2.5, 2.4, 2.6)}, {"avg": (2.5,) * 3})
     return DemoResults(
         config=QUICK,
         device="cpu",
@@ -102,7 +108,7 @@ def _results() -> DemoResults:
             "uniform": Mixture("uniform", {"a": 1.0}, "w/u.json", "def"),
         },
         runs=(RunSummary("p0", "proxy", "mix00", 0, 16, 1000, 60, 1.25, {"val/loss/a": 2.9}),),
-        files=DemoFiles("runs/proxy/*.csv", "runs/main/*.csv", "plan.csv"),
+        files=DemoFiles("runs/proxy/*.csv", "runs/main/*.csv", "runs/check/*.csv", "plan.csv"),
         proxy_tokens_max=61_440.0,
         main=MainEvaluation(
             runs={run.name: run},
@@ -111,14 +117,22 @@ def _results() -> DemoResults:
                 61_440.0, ErrorSummary(12, 1.5, -0.25), ErrorSummary(0, None, None)
             ),
         ),
-        verdict=Verdict(
-            objectives={"avg": ObjectiveVerdict(2.4, {"uniform": comp}, False)},
-            prediction={"uniform/avg": 1.0},
-            prediction_worst_pct=1.0,
-            prediction_within_2pct=True,
-            all_pass=False,
+        claims=Claims(
+            plan="# Analysis plan",
+            mixtures=ScaleCheck(
+                3000.0,
+                61_440.0,
+                {"uniform": check},
+                1.25,
+                {"a": 1.25},
+                {"avg": ScaleObjective(0.9, "uniform", 0.0, 0.0, True, True)},
+                True,
+            ),
+            extrapolation={"a": DomainExtrapolation(2.0, 1.5, 1.0)},
+            decision={"avg": {"uniform": DecisionCheck(statement, test, "not judged")}},
+            decision_verdict="NOT JUDGED",
         ),
-        timings=Timings(0.5, 10.0, 2.0, 0.25, 5.0, 18.0, report=None, total=19.5),
+        timings=Timings(0.5, 10.0, 2.0, 0.25, 3.0, 5.0, 18.0, report=None, total=19.5),
     )
 
 
@@ -143,17 +157,18 @@ def test_to_json_is_plain_json_with_the_documented_keys() -> None:
     assert obj["data"]["fingerprint"] == _results().data.fingerprint()
     assert obj["mixtures"]["uniform"]["objective"] is None  # a baseline optimized nothing
     assert obj["main"]["mixtures"]["uniform"]["objective"]["avg"]["measured"] == [2.5, 2.51, 2.49]
-    assert obj["verdict"]["objectives"]["avg"]["vs"]["uniform"]["paired"] == [0.1, 0.2, -0.05]
+    assert obj["claims"]["decision"]["avg"]["uniform"]["test"]["gains"] == [0.1, 0.2, -0.05]
+    assert obj["claims"]["mixtures"]["mixtures"]["uniform"]["measured"]["avg"] == [2.5, 2.4, 2.6]
     assert obj["timings"]["report"] is None
 
 
 def test_from_json_rejects_an_unknown_key() -> None:
     obj = _results().to_json()
-    obj["verdict"]["all_passed"] = True
-    with pytest.raises(ValueError, match=r"Verdict: unknown keys \['all_passed'\]"):
+    obj["claims"]["all_passed"] = True
+    with pytest.raises(ValueError, match=r"Claims: unknown keys \['all_passed'\]"):
         DemoResults.from_json(obj)
-    with pytest.raises(TypeError, match="all_pass"):
-        Verdict.from_json({k: v for k, v in obj["verdict"].items() if "all_pass" not in k})
+    with pytest.raises(TypeError, match="decision_verdict"):
+        Claims.from_json({k: v for k, v in obj["claims"].items() if k in ("plan", "mixtures")})
 
 
 def test_results_are_frozen() -> None:
@@ -161,7 +176,7 @@ def test_results_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         results.chosen_law = "additive"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        results.verdict.all_pass = True  # type: ignore[misc]
+        results.claims.decision_verdict = "PASS"  # type: ignore[misc]
 
 
 def test_run_summary_keeps_only_its_fields() -> None:

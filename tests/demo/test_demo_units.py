@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-
-from mixsampler.demo.data import DataConfig, DemoData, DomainData, load_user_data, select_documents
-from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
-from mixsampler.demo.pipeline import DemoConfig, verdict
-from mixsampler.demo.results import (
+from demo_claims import (
+    decision_statement,
+    judge_decisions,
+    paired_test,
+    random_mixtures,
+    seeds_needed,
+)
+from demo_data import DataConfig, DemoData, DomainData, load_user_data, select_documents
+from demo_model import GPTConfig, TinyGPT, TrainConfig, collate_bytes
+from demo_pipeline import DemoConfig
+from demo_results import (
+    DecisionStatement,
     ErrorByTokens,
     ErrorSummary,
     MainEvaluation,
@@ -167,35 +175,92 @@ def _main(opt: list[float], uni: list[float], nat: list[float], off: float = 0.0
     )
 
 
-def test_verdict_is_computed_from_the_numbers() -> None:
-    win = verdict(_main([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.20, 2.22, 2.21]), ["avg"])
-    assert win.objectives["avg"].wins and win.all_pass
-    assert win.objectives["avg"].vs["uniform"].paired == pytest.approx((0.1,) * 3)
-    # lower on average but within the seed spread: not a win
-    close = verdict(_main([2.00, 2.05, 2.02], [2.03, 2.06, 2.04], [2.20, 2.22, 2.21]), ["avg"])
-    assert not close.objectives["avg"].vs["uniform"].wins
-    assert close.objectives["avg"].vs["uniform"].better_on_average
-    assert not close.all_pass
-    # a large mean gap carried by one seed, the optimum higher on another: not a win
-    one_seed = verdict(_main([2.00, 2.00, 2.00], [2.50, 2.50, 1.99], [2.5, 2.5, 2.5]), ["avg"])
-    vs = one_seed.objectives["avg"].vs["uniform"]
-    assert vs.better_on_average and not vs.lower_on_every_seed and not vs.wins
-    # a prediction 5% off fails the 2% criterion even when the mixture wins
-    off = verdict(
-        _main([2.00, 2.01, 2.005], [2.10, 2.11, 2.105], [2.2, 2.22, 2.21], off=0.05), ["avg"]
-    )
-    assert off.objectives["avg"].wins and not off.prediction_within_2pct
+def test_paired_test_matches_scipy_on_random_gains() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for n in (3, 5, 8):
+        for _ in range(20):
+            g = rng.normal(0.01, 0.02, size=n)
+            t = paired_test(g)
+            base, opt = 2.0 + g + rng.normal(0, 0.05, size=n), None
+            opt = base - g  # baseline - optimum = g, seed by seed
+            ref = stats.ttest_rel(base, opt, alternative="greater").pvalue
+            assert t.t_p == pytest.approx(ref, rel=1e-9)
+            assert t.significant == (ref < 0.05)
+            k = int(np.sum(g > 0))
+            assert t.sign_p == pytest.approx(stats.binomtest(k, n, 0.5, "greater").pvalue)
 
 
-def test_prediction_criterion_is_the_worst_seed_not_the_mean() -> None:
-    # seeds 1.9 and 2.1 around a prediction of 2.0: the mean is exact, each seed 5 % off
-    main = _main([1.9, 2.0, 2.1], [2.5, 2.6, 2.7], [2.8, 2.9, 3.0])
-    assert main.mixtures["optimized-avg"].objective["avg"].rel_error_pct < 1e-9
-    assert not verdict(main, ["avg"]).prediction_within_2pct
+def test_sign_test_needs_five_positive_seeds() -> None:
+    assert paired_test([0.1, 0.2, 0.15]).sign_p == pytest.approx(0.125)
+    assert paired_test([0.1, 0.2, 0.15, 0.1, 0.12]).sign_p == pytest.approx(0.03125)
+
+
+def test_seeds_needed_is_the_first_n_that_reaches_significance() -> None:
+    from scipy import stats
+
+    for mean, sd in ((0.01, 0.01), (0.05, 0.03), (0.005, 0.02)):
+        n = seeds_needed(mean, sd)
+        assert n is not None
+        t_stat = [mean / (sd / math.sqrt(k)) if k else 0.0 for k in range(n + 1)]
+        assert t_stat[n] > stats.t.ppf(0.95, n - 1)
+        if n > 2:
+            assert t_stat[n - 1] <= stats.t.ppf(0.95, n - 2)
+    assert seeds_needed(0.001, 0.05) is None  # past the cap of 1000 seeds
+    assert seeds_needed(-0.01, 0.01) is None and seeds_needed(0.0, 0.01) is None
+
+
+def test_decision_statement_compares_the_relative_gain_with_the_heldout_error() -> None:
+    yes = decision_statement("avg", "uniform", 1.90, 2.00, 4.0)  # 5 % gain, 4 % error
+    no = decision_statement("avg", "uniform", 1.95, 2.00, 4.0)  # 2.5 % gain
+    assert yes.distinguishable and not no.distinguishable
+    assert yes.predicted_gain == pytest.approx(0.10) and "distinguishable" in yes.text
+    assert "not a claim" in no.text
+
+
+def _statements(distinguishable: bool) -> dict:
+    return {
+        "avg": {
+            base: DecisionStatement(
+                "avg", base, 0.1, 5.0, 1.0 if distinguishable else 9.0, distinguishable, ""
+            )
+            for base in ("uniform", "natural")
+        }
+    }
+
+
+def test_judge_decisions_passes_only_claimed_gains_positive_on_every_seed_and_significant() -> None:
+    win = _main([2.00, 2.01, 2.005], [2.10, 2.115, 2.10], [2.20, 2.22, 2.21])
+    checks, v = judge_decisions(win, _statements(True))
+    assert v == "PASS" and checks["avg"]["uniform"].outcome == "PASS"
+    assert checks["avg"]["uniform"].test.gains == pytest.approx((0.1, 0.105, 0.095))
+    # one seed lost: a claimed gain that fails, whatever the mean
+    lost = _main([2.00, 2.00, 2.00], [2.50, 2.50, 1.99], [2.5, 2.5, 2.5])
+    checks, v = judge_decisions(lost, _statements(True))
+    assert v == "FAIL" and checks["avg"]["uniform"].outcome == "FAIL"
+    assert checks["avg"]["natural"].outcome == "PASS"
+    # positive on every seed but not significant: FAIL when claimed
+    noisy = _main([2.00, 2.05, 2.02], [2.01, 2.20, 2.03], [2.20, 2.22, 2.21])
+    checks, v = judge_decisions(noisy, _statements(True))
+    assert checks["avg"]["uniform"].test.positive_every_seed
+    assert not checks["avg"]["uniform"].test.significant and v == "FAIL"
+    # the same runs when the tool called the gains within its error: reported, not judged
+    checks, v = judge_decisions(lost, _statements(False))
+    assert v == "NOT JUDGED" and {c.outcome for c in checks["avg"].values()} == {"not judged"}
+
+
+def test_random_mixtures_are_fixed_by_the_seed_and_respect_the_floor() -> None:
+    a = random_mixtures(["a", "b", "c", "d"], 6, min_weight=0.02, seed=1)
+    assert a == random_mixtures(["a", "b", "c", "d"], 6, min_weight=0.02, seed=1)
+    assert a != random_mixtures(["a", "b", "c", "d"], 6, min_weight=0.02, seed=2)
+    for m in a:
+        assert sum(m.values()) == pytest.approx(1.0, abs=1e-12)
+        assert min(m.values()) >= 0.02 - 1e-4
 
 
 def test_fingerprints_change_with_the_bytes_and_the_weights() -> None:
-    from mixsampler.demo.optimize import weights_fingerprint
+    from demo_optimize import weights_fingerprint
 
     def data(val_sha: str) -> DemoData:
         return DemoData({"a": DomainData("a", "s", "t", "v", val_sha256=val_sha)}, "x")

@@ -1,9 +1,9 @@
 """The demo's whole loop: plan -> proxy sweep -> fit -> optimize -> main runs -> report.
 
-One module per stage: :mod:`~mixsampler.demo.data` (shards), :mod:`~mixsampler.demo.sweep`
-(the plan), :mod:`~mixsampler.demo.runs` (training), :mod:`~mixsampler.demo.fit`,
-:mod:`~mixsampler.demo.optimize`, :mod:`~mixsampler.demo.mainruns` (evaluation and verdict),
-:mod:`~mixsampler.demo.report` (with ``tables`` and ``figures``); this module only drives them.
+One module per stage: :mod:`~demo_data` (shards), :mod:`~demo_sweep`
+(the plan), :mod:`~demo_runs` (training), :mod:`~demo_fit`,
+:mod:`~demo_optimize`, :mod:`~demo_mainruns` (evaluation and verdict),
+:mod:`~demo_report` (with ``tables`` and ``figures``); this module only drives them.
 
 Every stage writes its files under one output folder, in the project's interchange formats,
 so each step can be redone by hand with the command line (the report lists the commands):
@@ -15,11 +15,11 @@ so each step can be redone by hand with the command line (the report lists the c
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),
 - ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture,
-- ``results.json`` (:class:`~mixsampler.demo.results.DemoResults`), ``report.md`` and the
+- ``results.json`` (:class:`~demo_results.DemoResults`), ``report.md`` and the
   PNG figures.
 
 Example:
-    >>> from mixsampler.demo.pipeline import QUICK, run_demo
+    >>> from demo_pipeline import QUICK, run_demo
     >>> results = run_demo(QUICK, out_dir="demo_out")  # doctest: +SKIP
     >>> results.verdict.all_pass, results.chosen_law  # doctest: +SKIP
     (False, 'additive')
@@ -36,16 +36,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import demo_claims as claims
 import numpy as np
-
-from mixsampler.demo.config import FULL, QUICK, DemoConfig, RunSpec, scaled
-from mixsampler.demo.data import DemoData, build_default_data, load_user_data
-from mixsampler.demo.fit import LAWS, fit_stage
-from mixsampler.demo.mainruns import evaluate_main, verdict
-from mixsampler.demo.optimize import optimize_stage
-from mixsampler.demo.results import DemoFiles, DemoResults, Mixture, RunSummary, Timings
-from mixsampler.demo.runs import make_model, run_many, train_run
-from mixsampler.demo.sweep import make_proxy_plan
+from demo_config import FULL, QUICK, DemoConfig, RunSpec, scaled
+from demo_data import DemoData, build_default_data, load_user_data
+from demo_fit import LAWS, fit_stage
+from demo_mainruns import evaluate_main
+from demo_optimize import optimize_stage
+from demo_results import (
+    Claims,
+    DecisionStatement,
+    DemoFiles,
+    DemoResults,
+    Mixture,
+    RunSummary,
+    Timings,
+)
+from demo_runs import make_model, run_many, train_run
+from demo_sweep import make_proxy_plan
 
 __all__ = [
     "FULL",
@@ -57,7 +65,6 @@ __all__ = [
     "run_demo",
     "scaled",
     "train_run",
-    "verdict",
 ]
 
 
@@ -100,20 +107,50 @@ def run_demo(
 
     with _timed(timings, "data"):
         data = resolve_data(cfg, out, data_dir)
+    # Everything the claims are tested with is fixed here, before any run trains: the
+    # analysis plan and the unseen mixtures of part (a).
+    check_mixes = {
+        f"rand{i + 1:02d}": w
+        for i, w in enumerate(
+            claims.random_mixtures(
+                data.train_domains, cfg.check_mixtures, min_weight=cfg.min_weight, seed=cfg.seed + 1
+            )
+        )
+    }
+    _write_plan(out, check_mixes)
     specs = make_proxy_plan(cfg, data, out)
-    train, bar = _trainer(cfg, data, out, specs, device, jobs, threads, stream)
+    extra = len(cfg.seeds) * cfg.proxy_tokens * (len(check_mixes) + 4) if check_mixes else 0
+    train, bar = _trainer(cfg, data, out, specs, device, jobs, threads, stream, extra)
     with _timed(timings, "proxy_sweep"):
         runs = train(specs, "proxy")
     # Held out by scale and by D, then on all rows.
     with _timed(timings, "fit"):
         fit = fit_stage(files.proxy_rows, out / "laws", seed=cfg.seed, jobs=jobs)
+    heldout_n = fit.report[fit.chosen].heldout_mre
     # At the main run's own (N, D).
     with _timed(timings, "optimize"):
         n_main = make_model(cfg, cfg.main_width).non_embedding_params()
         objectives, mixtures = optimize_stage(cfg, data, fit, n_main, out / "weights")
+        if check_mixes:
+            _, at_proxy = optimize_stage(
+                cfg, data, fit, fit.sizes[-1], out / "weights" / "check", n_tokens=cfg.proxy_tokens
+            )
+            check_mixes.update({name: m.weights for name, m in at_proxy.items()})
+    with _timed(timings, "check_runs"):
+        check_runs = train(_check_specs(cfg, check_mixes), "check") if check_mixes else []
+    statements = claims.decisions_before_main(
+        fit.fitted,
+        objectives,
+        {name: m.weights for name, m in mixtures.items()},
+        heldout_n,
+        model_size=float(n_main),
+        n_tokens=float(cfg.main_tokens),
+    )
+    _announce(out, statements, bar, stream)
     with _timed(timings, "main_runs"):
         runs += train(_main_specs(cfg, mixtures), "main")
         bar.close()
+    runs += check_runs
 
     t0 = time.perf_counter()
     main = evaluate_main(
@@ -125,7 +162,23 @@ def run_demo(
         mixtures=mixtures,
         proxy_tokens_max=fit.proxy_tokens_max,
     )
-    decided = verdict(main, objectives)
+    decision, decision_verdict = claims.judge_decisions(main, statements)
+    scale = None
+    if check_mixes:
+        scale = claims.check_mixtures(
+            files.check_rows,
+            fit.fitted,
+            objectives=objectives,
+            runs=check_runs,
+            weights=check_mixes,
+        )
+    found = Claims(
+        plan=(out / "analysis_plan.md").read_text(),
+        mixtures=scale,
+        extrapolation=claims.extrapolation(files.main_rows, fit.fitted, heldout_n),
+        decision=decision,
+        decision_verdict=decision_verdict,
+    )
     timings["total_before_report"] = time.perf_counter() - t_start
     results = DemoResults(
         config=cfg,
@@ -145,7 +198,7 @@ def run_demo(
         files=files,
         proxy_tokens_max=fit.proxy_tokens_max,
         main=main,
-        verdict=decided,
+        claims=found,
         timings=Timings(**timings),
     )
     return _report(results, out, t0, t_start)
@@ -168,16 +221,18 @@ def _trainer(
     jobs: int,
     threads: int,
     stream: Any,
+    extra_tokens: int = 0,
 ) -> tuple[Callable[[list[RunSpec], str], list[RunSummary]], Any]:
     """``(train, bar)``: ``train(specs, stage)`` trains runs into ``out/runs/<stage>`` with
     one line per finished run, and ``bar`` is the progress bar over every token of the demo
-    (the proxies', then the main runs' on 4 mixtures, 3 without a held-out target)."""
+    (the proxies', ``extra_tokens`` of check runs, then the main runs' on 4 mixtures, 3
+    without a held-out target)."""
     from tqdm.auto import tqdm
 
     domains, targets = data.train_domains, data.targets
     main_mixtures_n = 2 + 1 + (1 if targets else 0)
     total = sum(s.tokens for s in proxy_specs)
-    total += main_mixtures_n * len(cfg.seeds) * cfg.main_tokens
+    total += main_mixtures_n * len(cfg.seeds) * cfg.main_tokens + extra_tokens
     bar = tqdm(
         total=total, unit="tok", unit_scale=True, desc="training", file=stream, dynamic_ncols=True
     )
@@ -205,7 +260,7 @@ def _trainer(
 def _report(results: DemoResults, out: Path, t0: float, t_start: float) -> DemoResults:
     """Write the report and ``results.json``; returns ``results`` with the report's and the
     whole demo's time (``t0``: when the evaluation began; ``t_start``: when the demo did)."""
-    from mixsampler.demo import report
+    import demo_report as report
 
     report.write_report(results, out)
     report_s = time.perf_counter() - t0
@@ -220,13 +275,14 @@ def _prepare_out(out: Path) -> DemoFiles:
     same folder starts its tables afresh); returns where the run tables go."""
     for sub in ("runs", "laws", "weights"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for stage in ("proxy", "main"):
+    for stage in ("proxy", "check", "main"):
         (out / "runs" / stage).mkdir(parents=True, exist_ok=True)
         for stale in (out / "runs" / stage).glob("*.csv"):
             stale.unlink()
     return DemoFiles(
         proxy_rows=str(out / "runs" / "proxy" / "*.csv"),
         main_rows=str(out / "runs" / "main" / "*.csv"),
+        check_rows=str(out / "runs" / "check" / "*.csv"),
         plan=str(out / "plan.csv"),
     )
 
@@ -242,6 +298,48 @@ def _workers(device: str, jobs: int | None, threads: int | None) -> tuple[int, i
     if threads is None:
         threads = max(1, cores // jobs)
     return jobs, threads
+
+
+def _write_plan(out: Path, check_mixes: Mapping[str, Mapping[str, float]]) -> None:
+    """``analysis_plan.md``: the tests and goals, and the unseen mixtures, before any run."""
+    lines = [claims.ANALYSIS_PLAN, "Unseen mixtures of part (a), drawn before any run:", ""]
+    for name, w in check_mixes.items():
+        lines.append(f"- {name}: " + ", ".join(f"{d} {x:.4f}" for d, x in w.items()))
+    (out / "analysis_plan.md").write_text("\n".join(lines) + "\n")
+
+
+def _announce(
+    out: Path, statements: Mapping[str, Mapping[str, DecisionStatement]], bar: Any, stream: Any
+) -> None:
+    """Print and write (``decision.md``) the tool's statements before the main runs train."""
+    lines = [
+        "# The tool's decision, stated before the main runs",
+        "",
+        "(local stand-in for mixsampler.laws.decision: predicted gain against the law's "
+        "held-out-N error)",
+        "",
+    ]
+    lines += [f"- {st.text}" for per in statements.values() for st in per.values()]
+    (out / "decision.md").write_text("\n".join(lines) + "\n")
+    for ln in lines[4:]:
+        bar.write(ln, file=stream)
+
+
+def _check_specs(cfg: DemoConfig, mixtures: Mapping[str, Mapping[str, float]]) -> list[RunSpec]:
+    """Part (a): every check mixture at the largest proxy size and D, on the main seeds."""
+    return [
+        RunSpec(
+            name=f"check-{name}-s{seed}",
+            stage="check",
+            width=max(cfg.proxy_widths),
+            tokens=cfg.proxy_tokens,
+            weights=dict(w),
+            seed=seed,
+            mixture=name,
+        )
+        for name, w in mixtures.items()
+        for seed in cfg.seeds
+    ]
 
 
 def _main_specs(cfg: DemoConfig, mixtures: Mapping[str, Mixture]) -> list[RunSpec]:

@@ -1,13 +1,13 @@
 """Training runs of the demo: one run (:func:`train_run`) or many side by side (:func:`run_many`).
 
-Proxy and main runs are the same code: a :class:`~mixsampler.demo.model.TinyGPT` trained by a
+Proxy and main runs are the same code: a :class:`~demo_model.TinyGPT` trained by a
 Lightning Trainer on :class:`mixsampler.MixtureDataModule`, with
 :class:`mixsampler.callbacks.DomainLossLogger` writing a run-table row at every validation; main
 runs get
 their mixture from :class:`mixsampler.callbacks.MixtureWeights` reading WEIGHTS.json.
 
 Example:
-    >>> from mixsampler.demo.runs import train_run  # doctest: +SKIP
+    >>> from demo_runs import train_run  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from demo_config import DemoConfig, RunSpec
+from demo_data import DemoData
 from typing_extensions import override
-
-from mixsampler.demo.config import DemoConfig, RunSpec
-from mixsampler.demo.data import DemoData
 
 #: validation sequences per batch (a batch of VAL_BATCH / seqs_per_sample samples)
 VAL_BATCH = 64
@@ -66,7 +65,7 @@ def init_std(cfg: DemoConfig, width: int) -> float:
 
 def make_model(cfg: DemoConfig, width: int, steps: int | None = None) -> Any:
     """The demo's model at ``width``; ``steps`` (the run's length) is where the decay ends."""
-    from mixsampler.demo.model import GPTConfig, TinyGPT, TrainConfig
+    from demo_model import GPTConfig, TinyGPT, TrainConfig
 
     steps = steps if steps is not None else run_steps(cfg, cfg.proxy_tokens)
     return TinyGPT(
@@ -101,10 +100,10 @@ def train_run(
     way a user's main run would.
     """
     import torch
+    from demo_model import collate_bytes
 
     from mixsampler import MixtureDataModule
     from mixsampler.callbacks import DomainLossLogger, MixtureWeights
-    from mixsampler.demo.model import collate_bytes
 
     _quiet_lightning()
     pl.seed_everything(spec.seed, workers=True, verbose=False)

@@ -1,9 +1,9 @@
 """The report's tables and computed sentences (verdict, reading, data, fits, mixtures, main
 runs, commands), each a list of markdown lines built from the demo's
-:class:`~mixsampler.demo.results.DemoResults`.
+:class:`~demo_results.DemoResults`.
 
 Example:
-    >>> from mixsampler.demo.tables import fmt_int
+    >>> from demo_tables import fmt_int
     >>> fmt_int(224_000)
     '224,000'
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from mixsampler.demo.results import BASELINES, DemoResults, ErrorByTokens
+from demo_results import BASELINES, DemoResults, ErrorByTokens
 
 MIX_COLORS = {
     "optimized-avg": "tab:green",
@@ -45,45 +44,73 @@ def objective_label(results: DemoResults, obj: str) -> str:
     return "held-out target " + ", ".join(results.targets)
 
 
-def verdict_lines(results: DemoResults) -> list[str]:
-    """One PASS/FAIL line per criterion, then a warning per uncertified optimum."""
-    v = results.verdict
-    lines = []
-    for obj, o in v.objectives.items():
-        label = objective_label(results, obj)
-        parts = []
-        for base, c in o.vs.items():
-            paired = ", ".join(f"{g:+.4f}" for g in c.paired)
-            if c.wins:
-                parts.append(
-                    f"beats {base} on every seed by at least {c.min_paired:.4f} nats/byte "
-                    f"(seed by seed {paired}), more than the seed spread ({c.spread:.4f})"
-                )
-            elif c.lower_on_every_seed:
-                parts.append(
-                    f"is lower than {base} on every seed (seed by seed {paired}), but NOT by "
-                    f"more than the seed spread ({c.spread:.4f}) on each: not a "
-                    "demonstrated win"
-                )
-            elif c.better_on_average:
-                parts.append(
-                    f"is lower than {base} by {c.gap:.4f} on average but NOT on every seed "
-                    f"(seed by seed {paired}; spread {c.spread:.4f})"
-                )
-            else:
-                parts.append(
-                    f"does NOT beat {base}: it is {-c.gap:.4f} higher on average (seed by "
-                    f"seed {paired}; spread {c.spread:.4f})"
-                )
-        status = "PASS" if o.wins else "FAIL"
-        lines.append(f"- **{status}**: optimized-{obj} on the {label} " + "; ".join(parts) + ".")
-    w = v.prediction_worst_pct
-    status = "PASS" if v.prediction_within_2pct else "FAIL"
-    worst_key = max(v.prediction, key=v.prediction.__getitem__) if v.prediction else "n/a"
+def summary_lines(results: DemoResults) -> list[str]:
+    """The one-screen summary: the three parts of the claim, their numbers and verdicts."""
+    c = results.claims
+    lines = [
+        "Three parts of the claim, each tested on its own with the rules in `analysis_plan.md`, "
+        "written before any run trained (one-sided tests at 5 %; losses in nats/byte).",
+        "",
+        "| part | tested on | result | verdict |",
+        "|---|---|---|---|",
+    ]
+    seeds = len(results.config.seeds)
+    a = c.mixtures
+    if a is None:
+        lines.append("| (a) mixture law at the proxies' scale | not run (check_mixtures=0) | | |")
+    else:
+        k = sum(1 for m in a.mixtures if m.startswith("rand"))
+        objs = "; ".join(
+            f"{o}: Spearman {v.spearman:.2f}, regret {v.regret:+.4f} (noise {v.regret_noise:.4f})"
+            for o, v in a.objectives.items()
+        )
+        lines.append(
+            f"| (a) mixture law at the proxies' scale | {k} unseen + {len(a.mixtures) - k} "
+            f"other mixtures x {seeds} seeds at N = {fmt_int(a.model_size)}, D = "
+            f"{fmt_int(a.n_tokens)} | MRE {a.mre:.2f} % (goal <= 2); {objs} (goals: Spearman "
+            f">= 0.9, regret within noise) | **{'PASS' if a.passes else 'FAIL'}** |"
+        )
+    ext = c.extrapolation
+    worst = max(ext, key=lambda t: abs(ext[t].main_bias))
+    mean_bias = float(np.mean([e.main_bias for e in ext.values()]))
+    held = float(np.mean([e.heldout_n_mre for e in ext.values()]))
+    ratio = results.main_model_size / max(results.proxy_sizes)
     lines.append(
-        f"- **{status}**: the law's prediction of the main runs is within {w:.2f}% of measured "
-        f"for every run ({worst_key} the worst seed); the target is 2%."
+        f"| (b) extrapolation in N ({ratio:.1f}x the largest proxy) | main runs, {seeds} seeds "
+        f"per mixture | mean signed error {mean_bias:+.2f} %, worst {worst} "
+        f"{ext[worst].main_bias:+.2f} %; held-out N on the proxies {held:.2f} % | reported |"
     )
+    parts = []
+    for o, per in c.decision.items():
+        for base, d in per.items():
+            mark = d.outcome if d.outcome != "not judged" else "within the law's error"
+            parts.append(f"{o} vs {base} {d.test.mean:+.4f} (p {d.test.t_p:.3f}, {mark})")
+    lines.append(
+        f"| (c) the decision | paired gains over {seeds} seeds | {'; '.join(parts)} | "
+        f"**{c.decision_verdict}** |"
+    )
+    lines += [
+        "",
+        "The decision, seed by seed (the tool's statement was printed before the main "
+        "runs, `decision.md`):",
+        "",
+    ]
+    for o, per in c.decision.items():
+        for base, d in per.items():
+            t = d.test
+            gains = ", ".join(f"{g:+.4f}" for g in t.gains)
+            need = (
+                f"{t.seeds_needed} seeds would reach p < 0.05 at this mean and spread"
+                if t.seeds_needed
+                else "no number of seeds makes a non-positive mean a win"
+            )
+            lines.append(
+                f"- optimized-{o} vs {base}: said {d.statement.predicted_gain_pct:+.2f} % "
+                f"predicted against {d.statement.heldout_error_pct:.2f} % held-out error "
+                f"({'distinguishable' if d.statement.distinguishable else 'within its error'}); "
+                f"measured gains {gains} (mean {t.mean:+.4f}, t-test p {t.t_p:.3f}, sign test "
+                f"p {t.sign_p:.3f}; {need}): **{d.outcome}**."
+            )
     for mix, m in results.mixtures.items():
         if m.success is False:
             lines.append(
@@ -91,6 +118,41 @@ def verdict_lines(results: DemoResults) -> list[str]:
                 f"{m.message or ''}; its runs test these weights, not necessarily the "
                 "law's optimum."
             )
+    return lines
+
+
+def extrapolation_table(results: DemoResults) -> list[str]:
+    """Part (b) per target: the main runs' error beside the proxies' held-out-N error."""
+    lines = [
+        "| target | main runs: MRE % | main runs: signed % | proxies, held-out N: MRE % |",
+        "|---|---|---|---|",
+    ]
+    for t, e in results.claims.extrapolation.items():
+        lines.append(f"| {t} | {e.main_mre:.2f} | {e.main_bias:+.2f} | {e.heldout_n_mre:.2f} |")
+    return lines
+
+
+def check_table(results: DemoResults) -> list[str]:
+    """Part (a) per mixture: measured and predicted mean objective at the proxies' scale."""
+    a = results.claims.mixtures
+    if a is None:
+        return []
+    objs = list(results.objectives)
+    head = " | ".join(f"{o} measured | {o} predicted" for o in objs)
+    lines = [f"| mixture | {head} |", "|---|" + "---|" * (2 * len(objs))]
+    for mix, m in a.mixtures.items():
+        cells = " | ".join(
+            f"{np.mean(m.measured[o]):.4f} | {np.mean(m.predicted[o]):.4f}" for o in objs
+        )
+        lines.append(f"| {mix} | {cells} |")
+    lines += [
+        "",
+        "MRE per target: "
+        + ", ".join(f"{t} {v:.2f} %" for t, v in a.mre_by_target.items())
+        + ". Best measured: "
+        + ", ".join(f"{o}: {v.best}" for o, v in a.objectives.items())
+        + ".",
+    ]
     return lines
 
 
@@ -128,18 +190,6 @@ def reading_lines(results: DemoResults) -> list[str]:
             f"(measured best to worst: {', '.join(order_m)}; predicted: "
             f"{', '.join(order_p)})."
         )
-    for obj in results.objectives:
-        opt_stats = by_mix[f"optimized-{obj}"].objective[obj]
-        for base in BASELINES:
-            other_stats = by_mix[base].objective[obj]
-            predicted_gain = other_stats.predicted - opt_stats.predicted
-            noise = max(other_stats.spread, opt_stats.spread)
-            if predicted_gain <= noise:
-                lines.append(
-                    f"- {obj}: the law itself predicted optimized-{obj} to beat {base} by only "
-                    f"{predicted_gain:+.4f}, not more than the seed spread ({noise:.4f}): "
-                    "a gain that small cannot be told from seed noise at this size."
-                )
     lines += _by_tokens_lines(results.main.by_tokens)
     for law, rep in results.laws.items():
         bias_d = float(np.mean(list(rep.heldout_d_bias.values())))

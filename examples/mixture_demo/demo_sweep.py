@@ -1,7 +1,7 @@
 """The proxy sweep's plan: ``mixsampler.make_plan`` on the demo's domains and sizes.
 
 Example:
-    >>> from mixsampler.demo.sweep import make_proxy_plan  # doctest: +SKIP
+    >>> from demo_sweep import make_proxy_plan  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mixsampler.demo.config import DemoConfig, RunSpec
-from mixsampler.demo.data import DemoData
-from mixsampler.demo.runs import (
+from demo_config import DemoConfig, RunSpec
+from demo_data import DemoData
+from demo_runs import (
     VAL_BATCH,
     eval_every,
     init_std,
@@ -76,11 +76,11 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
 
 def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
     """The LightningCLI config of the demo's proxy runs (written per run): ``mixsampler train``
-    on it trains the same run as :func:`~mixsampler.demo.runs.train_run` (a test checks it)."""
+    on it trains the same run as :func:`~demo_runs.train_run` (a test checks it)."""
     return {
         "seed_everything": cfg.seed,
         "model": {
-            "class_path": "mixsampler.demo.model.TinyGPT",
+            "class_path": "demo_model.TinyGPT",
             "init_args": {
                 "cfg": {
                     "seq_len": cfg.data.seq_len,
@@ -102,7 +102,7 @@ def _base_config(cfg: DemoConfig, data: DemoData) -> dict[str, Any]:
                 "val_batch_size": VAL_BATCH // cfg.data.seqs_per_sample,
                 "num_workers": 0,
                 "seed": cfg.seed,
-                "collate_fn": "mixsampler.demo.model.collate_bytes",
+                "collate_fn": "demo_model.collate_bytes",
             },
         },
         "trainer": {

@@ -1,7 +1,7 @@
 """The demo's report: ``report.md`` with its tables, four figures, and a terminal summary.
 
-Every number comes from the :class:`~mixsampler.demo.results.DemoResults` that
-:func:`mixsampler.demo.pipeline.run_demo` computed from the run files; the verdict is computed,
+Every number comes from the :class:`~demo_results.DemoResults` that
+:func:`demo_pipeline.run_demo` computed from the run files; the verdict is computed,
 never written by hand.
 
 Example:
@@ -14,12 +14,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.results import DemoResults
-from mixsampler.demo.tables import (
+from demo_config import DemoConfig
+from demo_results import DemoResults
+from demo_tables import (
+    check_table,
     commands,
     data_table,
+    extrapolation_table,
     fingerprint_lines,
     fit_table,
     fmt_int,
@@ -27,7 +28,7 @@ from mixsampler.demo.tables import (
     objective_label,
     per_domain_table,
     reading_lines,
-    verdict_lines,
+    summary_lines,
     weights_table,
     why_domains,
 )
@@ -52,29 +53,37 @@ def _verdict_part(results: DemoResults) -> list[str]:
     t = results.timings
     n_proxy = sum(1 for r in results.runs if r.stage == "proxy")
     n_main = sum(1 for r in results.runs if r.stage == "main")
+    n_check = sum(1 for r in results.runs if r.stage == "check")
     total = t.total if t.total is not None else t.total_before_report
     return [
         "# mixsampler demo report",
         "",
         f"Proxy sweep of {n_proxy} runs -> {', '.join(results.laws)} laws -> optimized "
-        f"mixtures -> {n_main} main runs, on {results.data.origin} data, device "
+        f"mixtures -> {n_check} check runs at the largest proxy size -> {n_main} main runs "
+        f"(main runs: {t.main_runs:.0f} s), on {results.data.origin} data, device "
         f"{results.device}, {results.jobs} run(s) side by side with "
         f"{results.threads} thread(s) each, in {total:.0f} s. Losses are in nats "
         "per byte (byte-level models, vocabulary 256).",
         "",
         *fingerprint_lines(results),
         "",
-        "## Verdict",
+        "## Summary",
         "",
-        *verdict_lines(results),
+        *summary_lines(results),
         "",
-        (
-            "All criteria met."
-            if results.verdict.all_pass
-            else "Not every criterion is met; see above."
-        ),
+        "![main runs](main_runs.png)",
         "",
-        "What the main runs show beyond the verdict:",
+        "## (a) The mixture law at the proxies' scale",
+        "",
+        *check_table(results),
+        "",
+        "![check](check.png)",
+        "",
+        "## (b) The extrapolation in N, per target",
+        "",
+        *extrapolation_table(results),
+        "",
+        "## What the main runs show",
         "",
         *reading_lines(results),
         "",
@@ -149,8 +158,6 @@ def _runs_part(results: DemoResults, out: Path) -> list[str]:
         "",
         *per_domain_table(results),
         "",
-        "![main runs](main_runs.png)",
-        "",
         "## Figures",
         "",
         "![parity](parity.png)",
@@ -180,9 +187,9 @@ def write_report(results: DemoResults, out: Path) -> Path:
         >>> write_report(results, Path("demo_out"))  # doctest: +SKIP
         PosixPath('demo_out/report.md')
     """
-    from mixsampler.demo.figures import plot_curves, plot_main, plot_parity, plot_weights
+    from demo_figures import plot_check, plot_curves, plot_main, plot_parity, plot_weights
 
-    for plot in (plot_parity, plot_curves, plot_weights, plot_main):
+    for plot in (plot_parity, plot_curves, plot_weights, plot_main, plot_check):
         try:
             plot(results, out)
         except Exception as err:  # a figure must never cost the user the report's numbers
@@ -193,7 +200,7 @@ def write_report(results: DemoResults, out: Path) -> Path:
 
 
 def summary(results: DemoResults, out: Path) -> str:
-    """The terminal summary printed at the end of ``mixsampler demo``.
+    """The terminal summary printed at the end of ``examples/mixture_demo/run.py``.
 
     Example:
         >>> results = DemoResults.load("demo_out/results.json")  # doctest: +SKIP
@@ -220,7 +227,7 @@ def summary(results: DemoResults, out: Path) -> str:
                 f"predicted {e.predicted:.4f} ({e.rel_error_pct:.2f}% off)"
             )
     lines.append("")
-    lines += ["  " + ln.replace("**", "") for ln in verdict_lines(results)]
+    lines += ["  " + ln.replace("**", "") for ln in summary_lines(results)]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ Four training domains and one held-out target, read byte-level (vocabulary 256):
 - ``readme`` (target only, never trained on, like the paper's OpenHermes): the long
   descriptions of the installed packages (their README text).
 
-Where each domain's documents come from is :mod:`mixsampler.demo.texts`; this module selects,
+Where each domain's documents come from is :mod:`demo_texts`; this module selects,
 splits and shards them.
 
 Selection is deterministic for a given installation: documents are ordered by a hash of their
@@ -22,7 +22,7 @@ samples of ``seqs_per_sample`` sequences of ``seq_len + 1`` bytes each by
 document used and its bytes, for the report.
 
 Example:
-    >>> from mixsampler.demo.data import DataConfig, build_default_data
+    >>> from demo_data import DataConfig, build_default_data
     >>> data = build_default_data("demo_out/data", DataConfig(seq_len=64))  # doctest: +SKIP
     >>> data.train_domains  # doctest: +SKIP
     ('cpp', 'licenses', 'prose', 'python')
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixsampler.demo.texts import SOURCES, LazyText
+from demo_texts import SOURCES, LazyText
 
 log = logging.getLogger(__name__)
 

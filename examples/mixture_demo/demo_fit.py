@@ -4,7 +4,7 @@ subsets that hold out the largest size (extrapolation in N) or the second half o
 (extrapolation in D), and score them with ``laws.evaluate``.
 
 Example:
-    >>> from mixsampler.demo.fit import fit_stage  # doctest: +SKIP
+    >>> from demo_fit import fit_stage  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.results import FitSummary, LawReport
-from mixsampler.demo.runs import blas_threads
+from demo_results import FitSummary, LawReport
+from demo_runs import blas_threads
 
 LAWS: tuple[str, ...] = ("additive", "joint")
 

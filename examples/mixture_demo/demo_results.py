@@ -1,6 +1,6 @@
 """The demo's results as frozen dataclasses: what ``results.json`` holds, typed and documented.
 
-:func:`mixsampler.demo.pipeline.run_demo` returns a :class:`DemoResults`; the report, its tables
+:func:`demo_pipeline.run_demo` returns a :class:`DemoResults`; the report, its tables
 and figures read its attributes, so a misspelt name fails at once (and in a type checker)
 instead of as a KeyError at the end of a long run. Field names are the keys of
 ``results.json``; :meth:`DemoResults.to_json` and :meth:`DemoResults.from_json` convert by the
@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.data import DemoData
+from demo_config import DemoConfig
+from demo_data import DemoData
 
 R = TypeVar("R", bound="Record")
 
@@ -106,7 +105,7 @@ class Mixture(Record):
 
 @dataclass(frozen=True)
 class RunSummary(Record):
-    """One trained run (proxy or main), as :func:`mixsampler.demo.runs.train_run` reports it."""
+    """One trained run (proxy or main), as :func:`demo_runs.train_run` reports it."""
 
     name: str  # the run's name: the run column of its rows
     stage: str  # "proxy" or "main"
@@ -186,7 +185,7 @@ class ErrorByTokens(Record):
 
 @dataclass(frozen=True)
 class MainEvaluation(Record):
-    """The main runs against the law (:func:`mixsampler.demo.mainruns.evaluate_main`)."""
+    """The main runs against the law (:func:`demo_mainruns.evaluate_main`)."""
 
     runs: dict[str, MainRun]  # run name -> its final validation, in run-name order
     mixtures: dict[str, MixtureEvaluation]  # mixture -> its runs, in the mixtures' order
@@ -194,36 +193,96 @@ class MainEvaluation(Record):
 
 
 @dataclass(frozen=True)
-class Comparison(Record):
-    """An optimized mixture against one baseline on one objective, seed by seed (nats/byte)."""
+class PairedTest(Record):
+    """A paired comparison over seeds: gains = baseline - candidate, per seed
+    (:func:`demo_claims.paired_test`)."""
 
-    gap: float  # baseline mean - optimized mean (positive: the optimum is lower)
-    paired: tuple[float, ...]  # baseline - optimized per seed (same seed: init, data order)
-    min_paired: float  # the smallest of paired
-    spread: float  # the larger of the two mixtures' seed spreads: the noise floor
-    wins: bool  # min_paired > spread: lower on every seed by more than the noise
-    lower_on_every_seed: bool  # min_paired > 0
-    better_on_average: bool  # gap > 0
-
-
-@dataclass(frozen=True)
-class ObjectiveVerdict(Record):
-    """Did optimized-<objective> beat every baseline on its objective?"""
-
-    optimized: float  # the optimized mixture's mean measured objective (nats/byte)
-    vs: dict[str, Comparison]  # baseline ("uniform", "natural") -> the comparison
-    wins: bool  # it wins against every baseline
+    gains: tuple[float, ...]  # per-seed gains, seed order (positive: the candidate is lower)
+    mean: float  # their mean (nats/byte)
+    sd: float  # their sample standard deviation (ddof 1)
+    t_p: float  # one-sided paired t-test p-value for mean > 0
+    sign_p: float  # one-sided exact sign test p-value (ties dropped)
+    positive_every_seed: bool  # every gain > 0
+    significant: bool  # t_p < demo_claims.ALPHA
+    seeds_needed: int | None  # fewest seeds for t_p < ALPHA at this mean and sd; None if <= 0
 
 
 @dataclass(frozen=True)
-class Verdict(Record):
-    """The demo's verdict, computed from the numbers (:func:`mixsampler.demo.mainruns.verdict`)."""
+class DecisionStatement(Record):
+    """The tool's call before the main runs on one optimum against one baseline
+    (:func:`demo_claims.decision_statement`)."""
 
-    objectives: dict[str, ObjectiveVerdict]  # objective -> did its optimized mixture win
-    prediction: dict[str, float]  # "<mixture>/<objective>" -> worst seed's error in %
-    prediction_worst_pct: float  # the largest of prediction, in %
-    prediction_within_2pct: bool  # prediction_worst_pct <= 2
-    all_pass: bool  # every objective won and the prediction is within 2 %
+    objective: str  # "avg" or "target"
+    baseline: str  # "uniform" or "natural"
+    predicted_gain: float  # the law's baseline - optimum at the main (N, D), nats/byte
+    predicted_gain_pct: float  # the same relative to the baseline's prediction, in %
+    heldout_error_pct: float  # the law's held-out-N error on the objective's targets, in %
+    distinguishable: bool  # predicted_gain_pct > heldout_error_pct
+    text: str  # the statement as printed before the main runs
+
+
+@dataclass(frozen=True)
+class DecisionCheck(Record):
+    """Part (c) for one objective and baseline: the statement, the paired test, the outcome."""
+
+    statement: DecisionStatement  # what the tool said before the main runs
+    test: PairedTest  # baseline - optimized per seed on the main runs
+    outcome: str  # "PASS", "FAIL", or "not judged" (the tool called it within its error)
+
+
+@dataclass(frozen=True)
+class MixtureCheck(Record):
+    """One mixture's check runs at the largest proxy size and D (part (a))."""
+
+    weights: dict[str, float]  # training domain -> weight
+    seeds: tuple[int, ...]  # its runs' seeds, ascending: the order of every tuple below
+    measured: dict[str, tuple[float, ...]]  # objective -> measured value per seed
+    predicted: dict[str, tuple[float, ...]]  # objective -> the law's value per seed
+
+
+@dataclass(frozen=True)
+class ScaleObjective(Record):
+    """Part (a) for one objective."""
+
+    spearman: float  # rank correlation of predicted and measured means over the mixtures
+    best: str  # the mixture with the lowest measured mean
+    regret: float  # optimized mean - best mean (nats/byte; 0 when the optimum is best)
+    regret_noise: float  # 95 % half-width of the paired optimized - best differences
+    regret_within_noise: bool  # regret <= regret_noise
+    passes: bool  # spearman >= SPEARMAN_GOAL and regret_within_noise
+
+
+@dataclass(frozen=True)
+class ScaleCheck(Record):
+    """Part (a): the mixture part of the law at a scale the proxies reached."""
+
+    model_size: float  # N of the check runs (the largest proxy size)
+    n_tokens: float  # their D
+    mixtures: dict[str, MixtureCheck]  # random ones ("rand01", ...), baselines, optima
+    mre: float  # the law's MRE over targets on the check runs' final validations, in %
+    mre_by_target: dict[str, float]  # per target, in %
+    objectives: dict[str, ScaleObjective]  # objective -> Spearman and regret
+    passes: bool  # mre <= MRE_GOAL_PCT and every objective passes
+
+
+@dataclass(frozen=True)
+class DomainExtrapolation(Record):
+    """Part (b) for one target: the law extrapolated in N to the main size."""
+
+    main_mre: float  # MRE on the main runs' final validations, in %
+    main_bias: float  # mean signed error there, in % (positive: the law is too high)
+    heldout_n_mre: float  # fitted below the largest proxy size, MRE at it, in %
+
+
+@dataclass(frozen=True)
+class Claims(Record):
+    """The three parts of the claim, each with its own test (:mod:`demo_claims`)."""
+
+    plan: str  # the analysis plan, as written before any run (analysis_plan.md)
+    mixtures: ScaleCheck | None  # part (a); None when the config trains no check runs
+    extrapolation: dict[str, DomainExtrapolation]  # part (b): target -> errors
+    decision: dict[str, dict[str, DecisionCheck]]  # part (c): objective -> baseline -> check
+    decision_verdict: str  # "PASS", "FAIL" or "NOT JUDGED" (the tool claimed no gain)
 
 
 @dataclass(frozen=True)
@@ -232,6 +291,7 @@ class DemoFiles(Record):
 
     proxy_rows: str  # glob of the proxies' run-table CSVs: runs/proxy/*.csv
     main_rows: str  # glob of the main runs' run-table CSVs: runs/main/*.csv
+    check_rows: str  # glob of the check runs' (part (a)) run-table CSVs: runs/check/*.csv
     plan: str  # the proxy sweep's plan: plan.csv
 
 
@@ -244,6 +304,7 @@ class Timings(Record):
     proxy_sweep: float  # training the proxies
     fit: float  # fitting and scoring the laws
     optimize: float  # optimizing the mixtures and writing their WEIGHTS.json
+    check_runs: float  # training the check runs of part (a) at the largest proxy size
     main_runs: float  # training the main runs
     total_before_report: float  # from the start to the report
     report: float | None = None  # evaluating the main runs and writing the report
@@ -271,7 +332,7 @@ class DemoResults(Record):
     files: DemoFiles  # where the run tables are
     proxy_tokens_max: float  # the proxies' largest D (tokens)
     main: MainEvaluation  # the main runs against the law
-    verdict: Verdict  # the verdict
+    claims: Claims  # the three parts of the claim, each tested on its own (demo_claims)
     timings: Timings  # wall time per stage
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -285,8 +346,8 @@ class DemoResults(Record):
         """Read a ``results.json`` written by :meth:`save`.
 
         Example:
-            >>> DemoResults.load("demo_out/results.json").verdict.all_pass  # doctest: +SKIP
-            False
+            >>> DemoResults.load("demo_out/results.json").claims.decision_verdict  # doctest: +SKIP
+            'FAIL'
         """
         return cls.from_json(json.loads(Path(path).read_text()))
 

@@ -1,11 +1,11 @@
 """The demo's text sources: where each domain's documents come from on this installation.
 
 Each source is a generator of ``(document name, text)`` with names stable across runs; a
-``LazyText`` is read only if selected. :mod:`mixsampler.demo.data` selects, splits and shards
+``LazyText`` is read only if selected. :mod:`demo_data` selects, splits and shards
 them.
 
 Example:
-    >>> from mixsampler.demo.texts import SOURCES
+    >>> from demo_texts import SOURCES
     >>> [s.name for s in SOURCES]
     ['cpp', 'licenses', 'prose', 'python', 'readme']
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("mixsampler.demo.data")
+log = logging.getLogger("demo_data")
 
 _LICENSE_RE = re.compile(r"^(LICEN[CS]E|COPYING)", re.IGNORECASE)
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}

@@ -1,11 +1,10 @@
-"""Evaluate the main runs against the law and compute the verdict, from the run files.
+"""Evaluate the main runs against the law, from the run files (the tests of the claims on
+them are in :mod:`demo_claims`).
 
 Example:
-    >>> from mixsampler.demo.mainruns import evaluate_main, verdict  # doctest: +SKIP
+    >>> from demo_mainruns import evaluate_main  # doctest: +SKIP
     >>> main = evaluate_main("out/runs/main/*.csv", fitted, targets=targets,  # doctest: +SKIP
     ...     objectives=objectives, runs=runs, mixtures=mixtures, proxy_tokens_max=61_440.0)
-    >>> verdict(main, objectives).all_pass  # doctest: +SKIP
-    False
 """
 
 from __future__ import annotations
@@ -14,20 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.fit import load_rows
-from mixsampler.demo.results import (
-    BASELINES,
-    Comparison,
+from demo_fit import load_rows
+from demo_results import (
     ErrorByTokens,
     ErrorSummary,
     MainEvaluation,
     MainRun,
     MixtureEvaluation,
     ObjectiveStats,
-    ObjectiveVerdict,
     RunSummary,
-    Verdict,
 )
 
 
@@ -133,54 +127,3 @@ def _error_by_tokens(rows: str, fitted: Mapping[str, Any], d_proxy: float) -> Er
             bias=float(np.nanmean(e)) if e.size else None,
         )
     return ErrorByTokens(proxy_tokens_max=d_proxy, within=parts["within"], beyond=parts["beyond"])
-
-
-def verdict(main: MainEvaluation, objectives: Iterable[str]) -> Verdict:
-    """Did each optimized mixture beat uniform and natural on every seed by more than the seed
-    spread, and did the law predict every main run within 2 %? Computed from the numbers.
-
-    Seeds are compared pairwise: seed s of every mixture shares its initialisation and its
-    data-order seed, so ``base[s] - optimized[s]`` cancels the noise the two runs share. A win
-    needs that paired gap above the larger of the two mixtures' seed spreads on every seed.
-
-    Args:
-        main: the main runs' evaluation (needs "optimized-<objective>", "uniform", "natural").
-        objectives: the objectives' names.
-    """
-    by_mix = main.mixtures
-    per_objective: dict[str, ObjectiveVerdict] = {}
-    for obj in objectives:
-        opt = by_mix[f"optimized-{obj}"].objective[obj]
-        comps = {base: _compare(by_mix[base].objective[obj], opt) for base in BASELINES}
-        per_objective[obj] = ObjectiveVerdict(
-            optimized=opt.mean, vs=comps, wins=all(c.wins for c in comps.values())
-        )
-    worst = 0.0
-    prediction: dict[str, float] = {}
-    for mix, entry in by_mix.items():
-        for obj, e in entry.objective.items():
-            prediction[f"{mix}/{obj}"] = e.max_rel_error_pct
-            worst = max(worst, e.max_rel_error_pct)
-    within = bool(worst <= 2.0)
-    return Verdict(
-        objectives=per_objective,
-        prediction=prediction,
-        prediction_worst_pct=worst,
-        prediction_within_2pct=within,
-        all_pass=bool(all(o.wins for o in per_objective.values()) and within),
-    )
-
-
-def _compare(base: ObjectiveStats, opt: ObjectiveStats) -> Comparison:
-    """A baseline against the optimized mixture on one objective, seed by seed."""
-    paired = tuple(bb - oo for bb, oo in zip(base.measured, opt.measured, strict=True))
-    spread = max(base.spread, opt.spread)
-    return Comparison(
-        gap=base.mean - opt.mean,
-        paired=paired,
-        min_paired=min(paired),
-        spread=spread,
-        wins=bool(min(paired) > spread),
-        lower_on_every_seed=bool(min(paired) > 0),
-        better_on_average=bool(base.mean > opt.mean),
-    )

@@ -1,28 +1,34 @@
-"""``mixsampler demo``: the whole loop on real data, on a CPU, ending with evidence.
+"""The mixture demo: the whole loop on real data, on a CPU, ending with evidence.
 
 Proxy sweep -> fitted laws -> optimized mixtures -> main runs against uniform and natural,
-written to ``--out`` (report.md, figures, run tables, laws, weights).
+written to ``--out`` (report.md, figures, run tables, laws, weights). The demo is a client of
+mixsampler's public API like any user's code; it is not part of the installed package.
 
 Example:
-    $ mixsampler demo --quick
-    $ mixsampler demo --data my_shards/ --out my_demo --device cuda
+    $ python examples/mixture_demo/run.py --quick
+    $ python examples/mixture_demo/run.py --data my_shards/ --out my_demo --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+# The demo's modules sit beside this file; run as a script, Python puts this folder first on
+# the path already, this line makes it so when the file is imported (the tests do).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+__all__ = ["build_parser", "main"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``demo`` verb."""
-    p = subparsers.add_parser(
-        "demo",
-        help="run the whole loop (proxy sweep, fit, optimize, main runs) on real data",
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command line."""
+    p = argparse.ArgumentParser(
+        prog="python examples/mixture_demo/run.py",
         description=(
             "Build byte-level shards from text every Python installation has (stdlib source, "
             "torch's C++ headers, pydoc prose, package licences; package READMEs as a held-out "
@@ -56,11 +62,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy-tokens", type=int, help="tokens per proxy run")
     p.add_argument("--main-tokens", type=int, help="tokens per main run")
     p.add_argument("--n-mixtures", type=int, help="mixtures in the proxy sweep")
-    p.set_defaults(func=_run)
+    return p
 
 
-def _run(args: argparse.Namespace) -> int:
-    from mixsampler.demo import config, pipeline, report
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns the exit status."""
+    import logging
+
+    import demo_config as config
+    import demo_pipeline as pipeline
+    import demo_report as report
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     cfg = config.QUICK if args.quick else config.FULL
     changes: dict[str, Any] = {}
@@ -79,7 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     results = pipeline.run_demo(
         cfg, args.out, data_dir=args.data, device=args.device, threads=args.threads
     )
-    from pathlib import Path
-
     print(report.summary(results, Path(args.out)), file=sys.stdout)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

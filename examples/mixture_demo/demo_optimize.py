@@ -3,7 +3,7 @@
 (``laws.weightsfile``) with a fingerprint.
 
 Example:
-    >>> from mixsampler.demo.optimize import weights_fingerprint
+    >>> from demo_optimize import weights_fingerprint
     >>> len(weights_fingerprint({"a": 1.0}))
     12
 """
@@ -15,10 +15,10 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from mixsampler.demo.config import DemoConfig
-from mixsampler.demo.data import DemoData
-from mixsampler.demo.fit import FitStage
-from mixsampler.demo.results import Mixture
+from demo_config import DemoConfig
+from demo_data import DemoData
+from demo_fit import FitStage
+from demo_results import Mixture
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,17 @@ def weights_fingerprint(weights: Mapping[str, float]) -> str:
 
 
 def optimize_stage(
-    cfg: DemoConfig, data: DemoData, fit: FitStage, n_main: int, out: Path
+    cfg: DemoConfig,
+    data: DemoData,
+    fit: FitStage,
+    n_main: float,
+    out: Path,
+    *,
+    n_tokens: float | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Mixture]]:
-    """The objectives (fixed here, before any main run) and the four mixtures of the main
-    runs, each written to ``out/<mixture>.json``; returns ``(objectives, mixtures)``.
+    """The objectives (fixed here, before any main run) and the four mixtures of the runs at
+    (``n_main``, ``n_tokens``; default ``cfg.main_tokens``), each written to
+    ``out/<mixture>.json``; returns ``(objectives, mixtures)``.
 
     ``objectives`` maps "avg" (the mean over the training domains) and, when there are
     held-out targets, "target" (their mean) to target -> weight; ``mixtures`` maps
@@ -51,8 +58,10 @@ def optimize_stage(
     a warning: its main runs test a mixture that may not be the law's optimum.
     """
     from mixsampler import laws
-    from mixsampler.laws.weightsfile import WeightsFile, write_weights
+    from mixsampler.laws import WeightsFile, write_weights
 
+    out.mkdir(parents=True, exist_ok=True)
+    n_tokens = float(cfg.main_tokens if n_tokens is None else n_tokens)
     domains = list(data.train_domains)
     targets = list(data.targets)
     available = {d: float(data.domains[d].train_bytes) for d in domains}
@@ -64,7 +73,7 @@ def optimize_stage(
         res = laws.optimize(
             fit.fitted,
             model_size=float(n_main),
-            n_tokens=float(cfg.main_tokens),
+            n_tokens=n_tokens,
             objective=objective,
             min_weight=cfg.min_weight,
             available=available,

@@ -2,7 +2,7 @@
 the mixtures' weights, and the main runs' losses per seed.
 
 Example:
-    >>> from mixsampler.demo.figures import plot_parity  # doctest: +SKIP
+    >>> from demo_figures import plot_parity  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mixsampler.demo.results import DemoResults
-from mixsampler.demo.tables import MIX_COLORS, fmt_int, objective_label
+from demo_results import DemoResults
+from demo_tables import MIX_COLORS, fmt_int, objective_label
 
 
 def _rows(pattern: str) -> Any:
@@ -253,3 +252,54 @@ def plot_main(results: DemoResults, out: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle("main runs: each dot one seed, bar = spread over seeds", fontsize=10)
     return _save(fig, out / "main_runs.png")
+
+
+def plot_check(results: DemoResults, out: Path) -> Path | None:
+    """Part (a): the law's predicted against the measured mean objective of every check
+    mixture at the largest proxy size (each point one mixture, its seeds averaged; the bar is
+    the spread over seeds); written to ``out/check.png``. None when part (a) did not run.
+
+    Example:
+        >>> plot_check(results, Path("demo_out"))  # doctest: +SKIP
+        PosixPath('demo_out/check.png')
+    """
+    a = results.claims.mixtures
+    if a is None:
+        return None
+    plt = _pyplot()
+    objectives = list(results.objectives)
+    fig, axes = plt.subplots(1, len(objectives), figsize=(5.0 * len(objectives), 4.4))
+    axes = np.atleast_1d(axes)
+    for ax, obj in zip(axes, objectives, strict=True):
+        lo, hi = math.inf, -math.inf
+        for mix, m in a.mixtures.items():
+            meas = np.asarray(m.measured[obj])
+            pred = float(np.mean(m.predicted[obj]))
+            color = MIX_COLORS.get(mix, "0.5")
+            ax.errorbar(
+                pred,
+                meas.mean(),
+                yerr=[[meas.mean() - meas.min()], [meas.max() - meas.mean()]],
+                fmt="o",
+                color=color,
+                capsize=3,
+            )
+            ax.annotate(
+                mix, (pred, meas.mean()), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+            lo, hi = min(lo, pred, meas.min()), max(hi, pred, meas.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = measured")
+        v = a.objectives[obj]
+        ax.set_title(
+            f"{objective_label(results, obj)}\nSpearman {v.spearman:.2f}, regret {v.regret:+.4f}",
+            fontsize=9,
+        )
+        ax.set_xlabel("law's prediction (nats/byte)")
+        ax.set_ylabel("measured, mean over seeds (nats/byte)")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"(a) unseen mixtures at the largest proxy size (N = {fmt_int(a.model_size)}); "
+        f"MRE {a.mre:.2f} %",
+        fontsize=10,
+    )
+    return _save(fig, out / "check.png")
