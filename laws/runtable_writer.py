@@ -62,7 +62,7 @@ class PartialRowWarning(UserWarning):
 
 
 def drop_partial_row(path: str | os.PathLike[str]) -> str | None:
-    """Cut a run table back to its last complete line; return the dropped text, if any.
+    r"""Cut a run table back to its last complete line; return the dropped text, if any.
 
     A line without its newline at the end of the file is what a write cut short leaves (a
     process killed mid-write, a full disk on another writer). Appending after it would glue the
