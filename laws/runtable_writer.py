@@ -136,6 +136,7 @@ class RunTableWriter:
     def __init__(self, path: str | os.PathLike[str], columns: Sequence[str]) -> None:
         self.path = Path(path)
         self.columns = self.__init_columns(columns)
+        self._size = -1  # the file's size after our last write: unknown yet
         self.__init_file()
 
     def __init_columns(self, columns: Sequence[str]) -> list[str]:
@@ -192,9 +193,11 @@ class RunTableWriter:
         """Validate every row, then append them all in one write (none if any is bad)."""
         text = "".join(_csv_line(self._cells(row)) for row in rows)
         if text:
-            # Another process (a killed attempt of this run) may have left a cut row since open.
-            drop_partial_row(self.path)
-            _append_whole(self.path, text)
+            # Another process (a killed attempt of this run) may have left a cut row since our
+            # last write; a file of the size we left it is ours, ending in a newline (one stat).
+            if os.stat(self.path).st_size != self._size:
+                drop_partial_row(self.path)
+            self._size = _append_whole(self.path, text)
 
     def _cells(self, row: Mapping[str, Any]) -> list[Any]:
         if not isinstance(row, Mapping):
@@ -295,8 +298,10 @@ def _write_durably(path: Path, text: str, mode: str) -> None:
         os.fsync(f.fileno())
 
 
-def _append_whole(path: Path, text: str) -> None:
+def _append_whole(path: Path, text: str) -> int:
     """Append ``text`` and fsync it, or leave the file as it was and raise one clear OSError.
+
+    Returns the file's size after the write.
 
     A full disk can fail a write part-way; the file is then cut back to its size before this
     call, so the table never holds a partial row from this process.
@@ -313,6 +318,7 @@ def _append_whole(path: Path, text: str) -> None:
                     raise OSError(28, os.strerror(28))
                 view = view[n:]
             os.fsync(fd)
+            return start + len(data)
         except OSError as err:
             try:
                 os.ftruncate(fd, start)

@@ -279,7 +279,7 @@ _CRASH_ONCE = textwrap.dedent(
         '''Crashes (a bug, exit 1) at step 3 of its first attempt; the retry resumes.'''
 
         def training_step(self, batch, batch_idx):
-            flag = Path(__file__).with_name("crashed-" + str(self.dim))
+            flag = Path(__file__).with_name("crashed")
             if self.global_step == 3 and not flag.exists():
                 flag.write_text("x")
                 raise RuntimeError("simulated crash")
