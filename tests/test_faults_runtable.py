@@ -237,3 +237,27 @@ def test_val_batches_column_must_be_a_count(tmp_path):
         RunTableWriter(tmp_path / "w.csv", ["run", "step", "weight_a", "val_batches_a"]).append(
             {"run": "r", "step": 1, "weight_a": 1.0, "val_batches_a": -1}
         )
+
+
+def test_law_json_with_a_colliding_domain_name_is_refused_naming_the_file(tmp_path):
+    import json
+
+    from mixsampler.laws.io import load_laws
+
+    good = tmp_path / "LAW.json"
+    # The header of a LAW.json as save_laws writes it; the domain check comes before the rest.
+    doc = {
+        "format": "mixsampler-laws",
+        "version": 1,
+        "laws": {
+            "a": {
+                "law": "additive",
+                "target": "a",
+                "domains": ["a", "b_loss"],
+                "parameters": {},
+            }
+        },
+    }
+    good.write_text(json.dumps(doc))
+    with pytest.raises(FormatError, match=rf"{good}, field laws.a.domains: domain 'b_loss'"):
+        load_laws(good)

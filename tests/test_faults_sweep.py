@@ -370,3 +370,18 @@ def test_sigterm_to_the_sweep_reaches_its_trainers(tmp_path):
     assert not any(r.done_path.exists() for r in runs)
     assert all((r.run_dir / "checkpoints" / "last.ckpt").exists() for r in runs)
     assert "interrupted" in (tmp_path / "out.log").read_text()
+
+
+def test_an_os_error_during_the_sweep_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import mixsampler.sweep.runner as runner
+
+    plan = planned(tmp_path, n_mixtures=1, max_steps=2)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(plan / "logs" / "x.log"))
+
+    monkeypatch.setattr(runner, "run_sweep", full_disk)
+    err = _one_line_error(capsys, ["sweep", str(plan), "--no-progress"], 1)
+    assert f"{plan / 'logs' / 'x.log'}: No space left on device" in err
