@@ -385,3 +385,22 @@ def test_an_os_error_during_the_sweep_is_one_line_exit_1(tmp_path, capsys, monke
     monkeypatch.setattr(runner, "run_sweep", full_disk)
     err = _one_line_error(capsys, ["sweep", str(plan), "--no-progress"], 1)
     assert f"{plan / 'logs' / 'x.log'}: No space left on device" in err
+
+
+@pytest.mark.slow
+def test_trainers_import_the_installed_package_first_and_the_users_modules_too(tmp_path):
+    from mixsampler.sweep.launchers import train_command
+    from mixsampler.sweep.runs import SweepRun
+
+    # A clone named `mixsampler` in the working directory must not shadow the installed one.
+    (tmp_path / "mixsampler").mkdir()
+    (tmp_path / "mixsampler" / "__init__.py").write_text("raise SystemExit('shadowed')\n")
+    # A module of the user's beside it must still import (after the installed packages).
+    (tmp_path / "usermod.py").write_text("class Model:\n    pass\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"class_path": "usermod.Model"}}))
+    cmd = train_command(SweepRun("r", cfg, tmp_path / "run", None))
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "shadowed" not in res.stderr
+    assert res.returncode != 3 and "does not import" not in res.stderr, res.stderr[-500:]
+    assert "mixsampler train: error:" in res.stderr  # it got as far as LightningCLI's check

@@ -51,15 +51,16 @@ def train_command(run: SweepRun) -> list[str]:
     """The command line one run trains with, the same under every launcher."""
     # `python -m` would put the working directory first on sys.path, so a folder named
     # `mixsampler` there (a clone of this repository, say) would shadow the installed package in
-    # every trainer. `-c` with the first path entry moved to the end imports installed packages
-    # first, and still finds the user's own modules (a `callbacks.py` beside the plan) after
-    # them, on every supported Python (`-P` exists from 3.11 only).
+    # every trainer (an editable install is found after every sys.path entry). So the entry
+    # removes the working directory, imports mixsampler, then puts it back at the end: the
+    # user's own modules beside the plan (`callbacks.py`) still import, after the installed
+    # packages, on every supported Python (`-P` exists from 3.11 only).
     return [sys.executable, "-u", "-c", _TRAIN_ENTRY, "train", str(run.config)]
 
 
 _TRAIN_ENTRY = (
-    "import sys; sys.path.append(sys.path.pop(0));"
-    " from mixsampler.cli import main; sys.exit(main())"
+    "import sys; cwd = sys.path.pop(0); from mixsampler.cli import main;"
+    " sys.path.append(cwd); sys.exit(main())"
 )
 
 

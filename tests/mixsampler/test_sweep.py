@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import TEST_PATH, planned  # noqa: E402
 
 from mixsampler import cli as mixsampler_cli  # noqa: E402
-from mixsampler.sweep.runner import _check_tables  # noqa: E402
+from mixsampler.laws.runtable import check_run_tables  # noqa: E402
 from mixsampler.sweep.runs import SweepRun, read_plan_dir  # noqa: E402
 
 MAX_STEPS = 8  # validations (and checkpoints) at steps 2, 4, 6, 8
@@ -206,14 +206,13 @@ def test_duplicated_or_empty_run_tables_fail_the_sweep(tmp_path: Path) -> None:
     head = "run,step,model_size,n_tokens,weight_a,a_loss\n"
     table = tmp_path / "r.csv"
     table.write_text(head + "r,2,8,64,1.0,1.0\nr,4,8,128,1.0,0.9\nr,4,8,128,1.0,0.8\n")
-    run = SweepRun("r", tmp_path / "r.yaml", tmp_path / "r", table)
-    (problem,) = _check_tables([run])
+    (problem,) = check_run_tables({table: "r"})
     assert "run 'r' has step 4 twice" in problem and str(table) in problem
     table.write_text(head + "other,2,8,64,1.0,1.0\n")
-    (problem,) = _check_tables([run])
+    (problem,) = check_run_tables({table: "r"})
     assert "no rows for run r" in problem and "val_check_interval" in problem
     table.write_text(head)
-    (problem,) = _check_tables([run])
+    (problem,) = check_run_tables({table: "r"})
     assert "no rows" in problem and str(table) in problem
     table.unlink()
-    assert "wrote no run table" in _check_tables([run])[0]
+    assert "wrote no run table" in check_run_tables({table: "r"})[0]
