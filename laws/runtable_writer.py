@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mixsampler.laws.schema import (
+    N_TOKENS_UNIT,
+    N_TOKENS_UNITS,
     RUN,
     STEP,
     bad_input,
@@ -225,6 +227,10 @@ class RunTableWriter:
                     weights[c] = x
                 # ints stay ints (step, N); floats are written with repr, bit-exact.
                 cells.append("" if math.isnan(x) else v if type(v) is int else x)
+            elif c == N_TOKENS_UNIT and v not in N_TOKENS_UNITS:
+                raise bad_input(
+                    self.path, f"must be one of {', '.join(N_TOKENS_UNITS)}", column=c, value=v
+                )
             else:
                 cells.append(str(v))
         if weights:

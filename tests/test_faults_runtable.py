@@ -261,3 +261,11 @@ def test_law_json_with_a_colliding_domain_name_is_refused_naming_the_file(tmp_pa
     good.write_text(json.dumps(doc))
     with pytest.raises(FormatError, match=rf"{good}, field laws.a.domains: domain 'b_loss'"):
         load_laws(good)
+
+
+def test_writer_checks_the_unit(tmp_path):
+    cols = ["run", "step", "weight_a", "n_tokens_unit"]
+    w = RunTableWriter(tmp_path / "w.csv", cols)
+    w.append({"run": "r", "step": 1, "weight_a": 1.0, "n_tokens_unit": "samples"})
+    with pytest.raises(FormatError, match="column n_tokens_unit: must be one of tokens, samples"):
+        w.append({"run": "r", "step": 2, "weight_a": 1.0, "n_tokens_unit": "images"})
