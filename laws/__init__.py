@@ -21,7 +21,12 @@ from mixsampler.laws.optimize import (
     project_capped_simplex,
 )
 from mixsampler.laws.runtable import RunTable, drop_repeated_checkpoints, load_runs, parse_where
-from mixsampler.laws.runtable_writer import RunTableWriter, write_runs
+from mixsampler.laws.runtable_writer import (
+    PartialRowWarning,
+    RunTableWriter,
+    drop_partial_row,
+    write_runs,
+)
 from mixsampler.laws.schema import FormatError
 from mixsampler.laws.weightsfile import (
     UnconvergedWeightsError,
@@ -39,11 +44,13 @@ __all__ = [
     "FormatError",
     "Form",
     "OptimizeResult",
+    "PartialRowWarning",
     "RunTable",
     "RunTableWriter",
     "UnconvergedWeightsError",
     "WeightsFile",
     "bootstrap",
+    "drop_partial_row",
     "drop_repeated_checkpoints",
     "evaluate",
     "feasible_bounds",

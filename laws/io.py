@@ -26,7 +26,7 @@ from typing import Any
 from mixsampler.atomic import atomic_write
 from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.forms import LAWS, Form
-from mixsampler.laws.schema import bad_input
+from mixsampler.laws.schema import bad_input, check_name
 
 __all__ = [
     "FORMAT",
@@ -269,6 +269,8 @@ def _check_law(path: Path, obj: Any, at: str) -> FittedLaw:
     domains = json_strings(path, obj["domains"], f"{at}.domains")
     if not domains:
         raise bad_input(path, "must name at least one domain", field=f"{at}.domains", value=[])
+    for d in domains:  # the run table's name rules: a law names only domains a table can hold
+        check_name(d, "domain", f"{path}, field {at}.domains")
     params = json_object(path, obj["parameters"], f"{at}.parameters")
     json_bool(path, obj.get("use_n", True), f"{at}.use_n")
     json_bool(path, obj.get("use_d", True), f"{at}.use_d")

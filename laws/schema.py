@@ -28,14 +28,21 @@ __all__ = [
     "MODEL_SIZE_NON_EMBEDDING",
     "MODEL_SIZE_TOTAL",
     "N_TOKENS",
+    "N_TOKENS_UNIT",
+    "N_TOKENS_UNITS",
+    "NAME_RULES",
     "PRED_PREFIX",
+    "RESERVED_PREFIXES",
     "REALIZED_PREFIX",
     "RUN",
     "STEP",
+    "VAL_BATCHES_PREFIX",
     "WEIGHT_PREFIX",
     "WEIGHT_SUM_TOL",
     "FormatError",
     "bad_input",
+    "check_columns",
+    "check_name",
     "check_value",
     "check_weight_sum",
     "domain_of",
@@ -46,6 +53,8 @@ __all__ = [
     "realized_column",
     "realized_domain_of",
     "target_of",
+    "val_batches_column",
+    "val_batches_domain_of",
     "weight_column",
 ]
 
@@ -59,12 +68,24 @@ MODEL_SIZE_TOTAL = "model_size_total"
 MODEL_SIZE_NON_EMBEDDING = "model_size_non_embedding"
 MODEL_SIZE_COLUMNS = (MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING)
 N_TOKENS = "n_tokens"
+# What ``n_tokens`` counts: tokens (text) or samples (images, audio; a sample without a token
+# count is one unit). Optional; a table without it counts tokens. One unit per table: a law
+# fitted on samples must not be read as one on tokens.
+N_TOKENS_UNIT = "n_tokens_unit"
+N_TOKENS_UNITS = ("tokens", "samples")
 WEIGHT_PREFIX = "weight_"
 LOSS_SUFFIX = "_loss"
 # The mixture actually drawn (share of samples or tokens per domain), next to the planned one.
 REALIZED_PREFIX = "realized_"
 # `mixsampler predict` writes its predictions next to the input rows under this prefix.
 PRED_PREFIX = "pred_"
+# Validation batches evaluated per domain at a row (``limit_val_batches`` split over domains),
+# so a loss measured on 2 batches is not mistaken for one measured on the full split.
+VAL_BATCHES_PREFIX = "val_batches_"
+# Prefixes that give a column its role. A name (domain or target) may not begin with one, and
+# may not end in ``_loss``: ``weight_foo_loss`` must read as the weight of ``foo_loss`` or as
+# the loss of ``weight_foo``, never both (issue 21: a phantom target changed the optimum).
+RESERVED_PREFIXES = (WEIGHT_PREFIX, REALIZED_PREFIX, PRED_PREFIX, VAL_BATCHES_PREFIX)
 # Weights are written with limited precision by some tools; 1e-6 is tight enough to catch a
 # wrong column and loose enough for a CSV round trip.
 WEIGHT_SUM_TOL = 1e-6
@@ -90,6 +111,23 @@ def pred_column(target: str) -> str:
     return PRED_PREFIX + loss_column(target)
 
 
+def val_batches_column(domain: str) -> str:
+    """``val_batches_<domain>``: validation batches of a domain evaluated for that row.
+
+    Example:
+        >>> val_batches_column("c4"), val_batches_domain_of("val_batches_c4")
+        ('val_batches_c4', 'c4')
+    """
+    return VAL_BATCHES_PREFIX + domain
+
+
+def val_batches_domain_of(column: str) -> str | None:
+    """The domain of a ``val_batches_<domain>`` column, else None."""
+    if column.startswith(VAL_BATCHES_PREFIX) and len(column) > len(VAL_BATCHES_PREFIX):
+        return column[len(VAL_BATCHES_PREFIX) :]
+    return None
+
+
 def domain_of(column: str) -> str | None:
     """The domain of a ``weight_<domain>`` column, else None."""
     if column.startswith(WEIGHT_PREFIX) and len(column) > len(WEIGHT_PREFIX):
@@ -105,12 +143,112 @@ def realized_domain_of(column: str) -> str | None:
 
 
 def target_of(column: str) -> str | None:
-    """The target of a ``<target>_loss`` column (not a ``pred_`` one), else None."""
-    if column.startswith(PRED_PREFIX):
+    """The target of a ``<target>_loss`` column, else None.
+
+    A column with a role prefix (``weight_``, ``realized_``, ``pred_``, ``val_batches_``) is
+    never a loss, whatever it ends in: each column has exactly one role.
+
+    Example:
+        >>> target_of("c4_loss"), target_of("weight_foo_loss"), target_of("pred_c4_loss")
+        ('c4', None, None)
+    """
+    if column.startswith(RESERVED_PREFIXES):
         return None
     if column.endswith(LOSS_SUFFIX) and len(column) > len(LOSS_SUFFIX):
         return column[: -len(LOSS_SUFFIX)]
     return None
+
+
+NAME_RULES = (
+    "a domain or target name must be non-empty, without leading or trailing spaces or control"
+    " characters, without '=' or ',' (--min-weight NAME=W and --objective A,B could not name"
+    " it), must not end in '_loss' and must not begin with "
+    + ", ".join(repr(p) for p in RESERVED_PREFIXES)
+    + " (its weight or loss column would also read as another column)"
+)
+
+
+def check_name(name: Any, kind: str = "domain", source: Any = None) -> str:
+    """Return ``name`` if a domain or target may have it, else raise naming it and the rule.
+
+    Raises:
+        FormatError: the name breaks :data:`NAME_RULES` (the message says which part).
+
+    Example:
+        >>> check_name("arxiv")
+        'arxiv'
+        >>> try:
+        ...     check_name("foo_loss", source="runs.csv")
+        ... except FormatError as err:
+        ...     print(str(err)[:75])
+        runs.csv: domain 'foo_loss' ends in '_loss' (its column weight_foo_loss wou
+    """
+    why = _name_problem(name, kind)
+    if why is None:
+        return name
+    raise FormatError(
+        f"{source}: {why}; rule: {NAME_RULES}"
+        if source is not None
+        else f"{why}; rule: {NAME_RULES}"
+    )
+
+
+def _name_problem(name: Any, kind: str) -> str | None:
+    if not isinstance(name, str) or not name:
+        return f"{kind} name must be a non-empty string, got {name!r}"
+    if name != name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return f"{kind} {name!r} has leading/trailing spaces or control characters"
+    bad = [ch for ch in "=," if ch in name]
+    if bad:
+        return f"{kind} {name!r} contains {bad[0]!r}"
+    if name.endswith(LOSS_SUFFIX):
+        if kind == "domain":
+            return (
+                f"{kind} {name!r} ends in {LOSS_SUFFIX!r} (its column {weight_column(name)}"
+                f" would also read as the loss of a target {weight_column(name)[:-5]!r})"
+            )
+        return f"{kind} {name!r} ends in {LOSS_SUFFIX!r} (its column would read as another's)"
+    for prefix in RESERVED_PREFIXES:
+        if name.startswith(prefix):
+            return (
+                f"{kind} {name!r} begins with {prefix!r} (its loss column {loss_column(name)}"
+                f" would also read as a {prefix}<name> column)"
+            )
+    return None
+
+
+def check_columns(
+    domains: Any, targets: Any = (), path: str | os.PathLike[str] | None = None
+) -> None:
+    """Refuse domain and target names whose columns would collide (see :data:`NAME_RULES`).
+
+    The writer and the reader both call it, so a table with a phantom column is neither
+    written nor read.
+
+    Args:
+        domains: the training domains (``weight_<domain>`` columns).
+        targets: the evaluated targets (``<target>_loss`` columns).
+        path: the run table, named in the message.
+
+    Raises:
+        FormatError: the first bad name, naming the file, the name and the rule; also a
+            domain listed twice.
+
+    Example:
+        >>> check_columns(["arxiv", "c4"], ["arxiv", "c4"])
+        >>> try:
+        ...     check_columns(["a,b"], [], "runs.csv")
+        ... except FormatError as err:
+        ...     print(str(err)[:40])
+        runs.csv: domain 'a,b' contains ','; rul
+    """
+    domains, targets = list(domains), list(targets)
+    for kind, names in (("domain", domains), ("target", targets)):
+        for name in names:
+            check_name(name, kind, path)
+    dups = sorted({d for d in domains if domains.count(d) > 1})
+    if dups:
+        raise bad_input(path, "domains listed twice", value=dups)
 
 
 # --- bad-input messages -----------------------------------------------------------------------
@@ -221,9 +359,10 @@ def check_value(
 ) -> float:
     """Check one parsed number against its column's rule; return it.
 
-    Rules: N columns and ``n_tokens`` finite and > 0; ``step`` a whole number >= 0; weights and
-    realized shares finite and in [0, 1]; losses finite and >= 0. NaN (missing) is allowed for
-    losses and realized shares only. Columns without a rule are returned as they are.
+    Rules: N columns and ``n_tokens`` finite and > 0; ``step`` and ``val_batches_<d>`` whole
+    numbers >= 0; weights and realized shares finite and in [0, 1]; losses finite and >= 0. NaN
+    (missing) is allowed for losses, realized shares and batch counts only. Columns without a
+    rule are returned as they are.
 
     Raises:
         FormatError: naming the source, row, column and the raw value.
@@ -244,6 +383,8 @@ def check_value(
         ok = math.isfinite(value) and value > 0
     elif kind == "step":
         ok = math.isfinite(value) and value >= 0 and value == int(value)
+    elif kind == "count":  # val_batches_<d>; NaN: not recorded at this row
+        ok = value != value or (math.isfinite(value) and value >= 0 and value == int(value))
     elif kind == "share":
         ok = 0 <= value <= 1 or (value != value and realized_domain_of(column) is not None)
     else:  # a loss; NaN is a target not evaluated at this row
@@ -257,6 +398,7 @@ def check_value(
 _RULES = {
     "positive": "must be a finite positive number",
     "step": "must be a whole number >= 0",
+    "count": "must be a whole number >= 0",
     "share": "must be a finite share in [0, 1]",
     "loss": "a loss must be finite and >= 0",
 }
@@ -270,6 +412,8 @@ def _kind(column: str) -> str | None:
         return "step"
     if domain_of(column) or realized_domain_of(column):
         return "share"
+    if val_batches_domain_of(column):
+        return "count"
     if target_of(column):
         return "loss"
     return None

@@ -12,6 +12,7 @@ Example:
     (('arxiv', 'book'), ('arxiv', 'book', 'openhermes'))
 """
 
+from mixsampler.laws.runtable.check import check_run_tables
 from mixsampler.laws.runtable.reader import load_runs, read_rows
 from mixsampler.laws.runtable.table import RunTable, drop_repeated_checkpoints
 from mixsampler.laws.runtable.where import parse_where
@@ -24,6 +25,7 @@ __all__ = [
     "WEIGHT_PREFIX",
     "WEIGHT_SUM_TOL",
     "RunTable",
+    "check_run_tables",
     "drop_repeated_checkpoints",
     "load_runs",
     "parse_where",

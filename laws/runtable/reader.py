@@ -22,15 +22,20 @@ from mixsampler.laws.schema import (
     MODEL_SIZE,
     MODEL_SIZE_COLUMNS,
     N_TOKENS,
+    N_TOKENS_UNIT,
+    N_TOKENS_UNITS,
     RUN,
     STEP,
     bad_input,
+    check_columns,
     check_value,
     check_weight_sum,
     domain_of,
     is_numeric,
     parse_number,
+    realized_domain_of,
     target_of,
+    val_batches_domain_of,
     weight_column,
 )
 
@@ -66,6 +71,7 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    cut = _ends_without_newline(path)
     # utf-8-sig: spreadsheets put a byte-order mark before the first column name.
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -92,7 +98,26 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
                 rows.append((line, {c: v.strip() for c, v in zip(cols, cells, strict=True)}))
         except csv.Error as err:
             raise bad_input(path, f"not a readable CSV ({err})", row=reader.line_num) from None
+    if cut and rows and rows[-1][0] == reader.line_num:
+        # A write cut short (a kill, a full disk) can leave a row with the right number of
+        # fields and a truncated number ("3.2" of "3.25"): reading it would be silently wrong.
+        raise bad_input(
+            path,
+            "the last row has no newline: a write cut short (killed run, full disk)? If the row"
+            " is complete, end it with a newline; if not, delete it (RunTableWriter drops it"
+            " when the run resumes, laws.runtable_writer.drop_partial_row does it by hand)",
+            row=rows[-1][0],
+        )
     return cols, rows
+
+
+def _ends_without_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        return f.read(1) not in (b"\n", b"\r")
 
 
 def _check_header(path: Path, cols: list[str]) -> None:
@@ -209,6 +234,19 @@ class _FileRows:
         self.losses: list[dict[str, float]] = []
         self.rows: list[dict[str, str]] = []
         self.lines: list[int] = []
+        self.units: set[str] = set()
+
+    @property
+    def unit(self) -> str:
+        """What n_tokens counts in this file (one unit per file, checked)."""
+        if len(self.units) > 1:
+            raise bad_input(
+                self.path,
+                "rows count n_tokens in different units; one table, one unit",
+                column=N_TOKENS_UNIT,
+                value=sorted(self.units),
+            )
+        return next(iter(self.units), "tokens")
 
 
 def _read_file(path: Path, n_column: str, domains: tuple[str, ...] | None) -> _FileRows:
@@ -225,6 +263,12 @@ def _read_file(path: Path, n_column: str, domains: tuple[str, ...] | None) -> _F
             f"weight columns differ from the first file's {sorted(domains)}",
             value=sorted(file_domains),
         )
+    others = [d for c in cols if (d := realized_domain_of(c) or val_batches_domain_of(c))]
+    check_columns(
+        [*file_domains, *(d for d in others if d not in file_domains)],
+        [t for c in cols if (t := target_of(c))],
+        path,
+    )
     out = _FileRows(path, cols, domains or file_domains)
     weight_cols = [weight_column(d) for d in out.domains]
     # Other columns with a rule (step, realized_*, the other N counts) are checked too, so a
@@ -245,9 +289,24 @@ def _read_file(path: Path, n_column: str, domains: tuple[str, ...] | None) -> _F
         )
         for c in other_rules:
             _checked(row.get(c, ""), path, line, c)
+        if N_TOKENS_UNIT in row:
+            out.units.add(_unit(row[N_TOKENS_UNIT], path, line))
         out.rows.append(row)
         out.lines.append(line)
     return out
+
+
+def _unit(value: str, path: Path, line: int) -> str:
+    unit = value.strip().lower() or "tokens"  # empty: the default, tokens
+    if unit not in N_TOKENS_UNITS:
+        raise bad_input(
+            path,
+            f"must be one of {', '.join(N_TOKENS_UNITS)}",
+            row=line,
+            column=N_TOKENS_UNIT,
+            value=value,
+        )
+    return unit
 
 
 def _checked(
@@ -294,6 +353,15 @@ def _check_repeats(table: RunTable) -> None:
 
 def _assemble(parts: list[_FileRows], n_column: str) -> RunTable:
     domains = parts[0].domains
+    units = {p.unit for p in parts}
+    if len(units) > 1:
+        odd = next(p for p in parts if p.unit != parts[0].unit)
+        raise bad_input(
+            odd.path,
+            f"n_tokens counts {odd.unit} here but {parts[0].unit} in {parts[0].path}; a law"
+            " needs one unit (a table without an n_tokens_unit column counts tokens)",
+            column=N_TOKENS_UNIT,
+        )
     targets = list(dict.fromkeys(t for p in parts for t in p.targets))
     columns = list(dict.fromkeys(c for p in parts for c in p.columns))
     n_rows = sum(len(p.n) for p in parts)
@@ -320,4 +388,5 @@ def _assemble(parts: list[_FileRows], n_column: str) -> RunTable:
         rows=raw_rows,
         sources=[(str(p.path), line) for p in parts for line in p.lines],
         n_column=n_column,
+        n_tokens_unit=units.pop(),
     )

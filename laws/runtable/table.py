@@ -30,6 +30,8 @@ class RunTable:
         rows: the raw rows as read (strings), for writing predictions next to them.
         sources: ``(file, line)`` of each row, for error messages.
         n_column: the column ``model_size`` was read from.
+        n_tokens_unit: what ``n_tokens`` counts, ``"tokens"`` or ``"samples"`` (the
+            ``n_tokens_unit`` column; ``"tokens"`` when the table has none).
     """
 
     domains: tuple[str, ...]
@@ -43,6 +45,7 @@ class RunTable:
     rows: list[dict[str, str]] = field(default_factory=list)
     sources: list[tuple[str, int]] = field(default_factory=list)
     n_column: str = MODEL_SIZE
+    n_tokens_unit: str = "tokens"
 
     def __len__(self) -> int:
         return int(self.model_size.shape[0])
@@ -72,6 +75,7 @@ class RunTable:
             rows=[self.rows[i] for i in idx] if self.rows else [],
             sources=[self.sources[i] for i in idx] if self.sources else [],
             n_column=self.n_column,
+            n_tokens_unit=self.n_tokens_unit,
         )
 
     def last_per_run(self) -> RunTable:

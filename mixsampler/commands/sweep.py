@@ -111,6 +111,22 @@ def _print_status(plan_dir: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    try:
+        return _sweep(args)
+    except OSError as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            raise  # a path given on the command line: a usage error (status 2)
+        # A read-only folder, a full disk, an I/O error: one line naming the path, status 1.
+        text = err.strerror or str(err)
+        if err.filename and str(err.filename) not in text:
+            text = f"{err.filename}: {text}"
+        print(f"mixsampler sweep: error: {' '.join(text.split())}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
     from mixsampler.sweep.runner import run_sweep
 
     if args.status:

@@ -34,10 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mixsampler.sweep.train import train
+    import sys
+
+    from mixsampler.sweep.train import CLASS_PATH_EXIT, ClassPathError, train
 
     if args.overrides and not args.overrides[0].startswith("--"):
         raise ValueError(f"overrides must look like --key=value, got {args.overrides[0]!r}")
-    result = train(args.config, args.overrides)
+    try:
+        result = train(args.config, args.overrides)
+    except ClassPathError as err:
+        # Its own status: the sweep stops on it, since every other run would fail the same way.
+        print(f"mixsampler train: error: {err}", file=sys.stderr, flush=True)
+        return CLASS_PATH_EXIT
+    except OSError as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            raise  # a path the user gave: the usage error of the command line (status 2)
+        # A full disk, a read-only folder, an I/O error: one line naming the path, status 1
+        # (the sweep retries it: space may be freed), the traceback stays out of the way.
+        where = f"{err.filename}: " if err.filename else ""
+        text = " ".join(f"{where}{err.strerror or err}".split())
+        print(f"mixsampler train: error: {text}", file=sys.stderr, flush=True)
+        return 1
     print(f"{result.run_dir.name}: {result.message}", flush=True)
     return 0 if result.finished else 1

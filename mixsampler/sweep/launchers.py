@@ -28,12 +28,18 @@ from mixsampler.sweep.runs import SweepRun
 from mixsampler.sweep.train import SWEEP_PID_ENV
 
 __all__ = [
+    "PLAN_DIR_ENV",
     "Handle",
     "Launcher",
     "LauncherKind",
     "LocalLauncher",
+    "open_run_log",
     "train_command",
+    "trainer_env",
 ]
+
+#: the plan folder, for trainers (also appended to their PYTHONPATH)
+PLAN_DIR_ENV = "MIXSAMPLER_PLAN_DIR"
 
 
 class LauncherKind(str, enum.Enum):
@@ -45,15 +51,38 @@ def train_command(run: SweepRun) -> list[str]:
     """The command line one run trains with, the same under every launcher."""
     # `python -m` would put the working directory first on sys.path, so a folder named
     # `mixsampler` there (a clone of this repository, say) would shadow the installed package in
-    # every trainer. `-c` with the first path entry removed imports only what is installed or on
-    # PYTHONPATH, on every supported Python (`-P` exists from 3.11 only).
+    # every trainer (an editable install is found after every sys.path entry). So the entry
+    # removes the working directory, imports mixsampler, then puts it back at the end: the
+    # user's own modules beside the plan (`callbacks.py`) still import, after the installed
+    # packages, on every supported Python (`-P` exists from 3.11 only).
     return [sys.executable, "-u", "-c", _TRAIN_ENTRY, "train", str(run.config)]
 
 
-_TRAIN_ENTRY = "import sys; del sys.path[0]; from mixsampler.cli import main; sys.exit(main())"
+_TRAIN_ENTRY = (
+    "import sys; cwd = sys.path.pop(0); from mixsampler.cli import main;"
+    " sys.path.append(cwd); sys.exit(main())"
+)
 
 
-def _open_log(run: SweepRun, attempt: int, where: str) -> Any:
+def trainer_env(plan_dir: str | os.PathLike[str] | None, base: dict[str, str] | None = None):
+    """The environment of a trainer: the plan folder appended to ``PYTHONPATH``.
+
+    A model or callback module the user put in the plan folder imports in every trainer,
+    after what ``PYTHONPATH`` already holds (so it never shadows an installed package).
+    """
+    env = dict(os.environ if base is None else base, PYTHONUNBUFFERED="1")
+    if plan_dir is not None:
+        folder = str(Path(plan_dir).resolve())
+        parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if folder not in parts:
+            parts.append(folder)
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+        env[PLAN_DIR_ENV] = folder
+    return env
+
+
+def open_run_log(run: SweepRun, attempt: int, where: str) -> Any:
+    """Open a run's ``train.log`` for appending, with a header line for this attempt."""
     run.log.parent.mkdir(parents=True, exist_ok=True)
     f = open(run.log, "a")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -71,8 +100,8 @@ class Handle(Protocol):
     def poll(self) -> int | None:
         """The exit status once the run ended, else None."""
 
-    def stop(self) -> None:
-        """Stop the run (the sweep itself is being stopped)."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop the run (the sweep itself is being stopped); ``wait`` for it to end."""
 
 
 class Launcher(Protocol):
@@ -89,6 +118,7 @@ class _ProcessHandle:
     proc: subprocess.Popen
     slot: int
     free: list[int]  # the launcher's free slots: this one goes back when the process ends
+    terminated: bool = False
 
     def poll(self) -> int | None:
         rc = self.proc.poll()
@@ -96,13 +126,18 @@ class _ProcessHandle:
             self.free.append(self.slot)
         return rc
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def stop(self, wait: bool = True) -> None:
+        if self.proc.poll() is not None:
+            return
+        if not self.terminated:  # once: a second SIGTERM could cut the final checkpoint
             self.proc.terminate()  # Lightning stops on SIGTERM; the last checkpoint stays
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            self.terminated = True
+        if not wait:
+            return
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class LocalLauncher:
@@ -116,6 +151,7 @@ class LocalLauncher:
         gpus_per_run: GPUs each run sees through ``CUDA_VISIBLE_DEVICES``.
         devices: the GPU ids to hand out; default: ``CUDA_VISIBLE_DEVICES`` or every GPU torch
             sees.
+        plan_dir: the plan folder, appended to the trainers' ``PYTHONPATH``.
     """
 
     def __init__(
@@ -124,6 +160,7 @@ class LocalLauncher:
         *,
         gpus_per_run: int = 1,
         devices: Sequence[str] | None = None,
+        plan_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(gpus_per_run, int) or isinstance(gpus_per_run, bool) or gpus_per_run < 1:
             raise ValueError(f"--gpus-per-run must be a positive integer, got {gpus_per_run!r}")
@@ -145,6 +182,7 @@ class LocalLauncher:
                 f" {len(groups)} or fewer"
             )
         self.capacity: int | None = jobs
+        self._plan_dir = plan_dir
         self._groups = groups
         self._free = list(range(jobs))
         # Without GPUs the runs share the CPU cores: split them rather than oversubscribe.
@@ -154,7 +192,8 @@ class LocalLauncher:
         handles: list[Handle] = []
         for run in runs:
             slot = self._free.pop(0)
-            env = dict(os.environ, PYTHONUNBUFFERED="1", **{SWEEP_PID_ENV: str(os.getpid())})
+            env = trainer_env(self._plan_dir)
+            env[SWEEP_PID_ENV] = str(os.getpid())
             if self._groups:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(self._groups[slot])
             else:
@@ -162,7 +201,7 @@ class LocalLauncher:
             where = f"local slot {slot}"
             if self._groups:
                 where += f", CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}"
-            with _open_log(run, attempt, where) as log:
+            with open_run_log(run, attempt, where) as log:
                 proc = subprocess.Popen(
                     train_command(run), stdout=log, stderr=subprocess.STDOUT, env=env
                 )

@@ -3,8 +3,14 @@
 Whether a run finished is decided by its ``DONE.json`` alone (written by ``mixsampler train``
 for this very config), so a sweep can be killed at any moment and started again: finished runs
 are skipped, killed ones resume from their last checkpoint. After the last run, every run table
-is checked (present, rows, one row per step): a duplicated or empty table would give a law fit
-that looks right and is not, so it fails the sweep with the table's path.
+is read by the fit's own reader (:func:`laws.runtable.check_run_tables`): a table the fit would
+refuse, or a run without rows, fails the sweep with the table's path.
+
+A trainer's exit status says what to do next: 0 with a ``DONE.json`` is finished; 2 is a usage
+error (a bad config value, a missing data path) that another attempt would repeat, so it is not
+retried and its message is shown; 3 is a ``class_path`` that does not import, which every run
+would hit, so the sweep starts nothing more and says why; anything else (a crash, a kill, a
+full disk) is retried, before the runs not yet started, resuming from the last checkpoint.
 
 Example:
     >>> result = run_sweep("sweep/", jobs=2)  # doctest: +SKIP
@@ -13,17 +19,27 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mixsampler.sweep.launchers import Handle, Launcher, LauncherKind, LocalLauncher
-from mixsampler.sweep.runs import RunStatus, SweepRun, read_done, read_plan_dir, run_status
+from mixsampler.sweep.runs import (
+    RunStatus,
+    SweepRun,
+    plan_law,
+    read_done,
+    read_plan_dir,
+    run_status,
+)
+from mixsampler.sweep.train import CLASS_PATH_EXIT
+
+#: a trainer's usage error (argparse and mixsampler's convention): retrying repeats it
+USAGE_EXIT = 2
 
 __all__ = ["Failure", "SweepResult", "run_sweep"]
 
@@ -48,9 +64,11 @@ class SweepResult:
         skipped: runs finished before this sweep started.
         trained: runs that finished in this sweep.
         failed: runs that failed all their attempts, with their logs.
-        table_problems: run tables that are missing, empty, or hold a step twice.
+        table_problems: run tables the fit would refuse, or without rows for their run.
         next_command: the ``mixsampler fit`` command over the run tables.
         seconds: wall time of the sweep.
+        stopped: why the sweep started no more runs (a class_path that does not import), or "".
+        not_started: runs left unstarted because of ``stopped``.
     """
 
     success: bool
@@ -60,18 +78,24 @@ class SweepResult:
     table_problems: list[str] = field(default_factory=list)
     next_command: str = ""
     seconds: float = 0.0
+    stopped: str = ""
+    not_started: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """Lines for the terminal: counts, each failure with its log, table problems, next step."""
-        n = len(self.skipped) + len(self.trained) + len(self.failed)
+        n = len(self.skipped) + len(self.trained) + len(self.failed) + len(self.not_started)
         lines = [
             f"{n} runs: {len(self.skipped)} already finished, {len(self.trained)} trained,"
-            f" {len(self.failed)} failed ({self.seconds:.0f} s)"
+            f" {len(self.failed)} failed"
+            + (f", {len(self.not_started)} not started" if self.not_started else "")
+            + f" ({self.seconds:.0f} s)"
         ]
+        if self.stopped:
+            lines.append(f"STOPPED: {self.stopped}")
         for f in self.failed:
             lines.append(
-                f"FAILED {f.run} after {f.attempts} attempt(s), exit status {f.exit_status}:"
-                f" {f.last_line} (log: {f.log})"
+                f"FAILED {f.run} after {f.attempts} attempt(s), exit status {f.exit_status}"
+                f"{_NOT_RETRIED.get(f.exit_status, '')}: {f.last_line} (log: {f.log})"
             )
         lines += [f"BAD TABLE {p}" for p in self.table_problems]
         if self.success:
@@ -129,6 +153,7 @@ def run_sweep(
             f" {stale[0].config} ({len(stale)} such run(s)); restore the config, or delete the"
             " run folder and its run table to train it again"
         )
+    _check_writable(runs)
     launch = _make_launcher(launcher, jobs, gpus_per_run, slurm, Path(plan_dir))
     result = SweepResult(success=False)
     result.skipped = [r.name for r in runs if status[r.name] is RunStatus.DONE]
@@ -162,14 +187,28 @@ def run_sweep(
                 secs = time.monotonic() - started[h.run.name]
                 if _settle(h, rc, retries, pending, result, say, secs):
                     bar.update(1)
+                if result.stopped and pending:
+                    result.not_started = [r.name for r, _ in pending]
+                    pending.clear()
+                    say(f"STOPPED: {result.stopped}; {len(result.not_started)} run(s) not started")
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for h in running:  # only when interrupted: stop what this sweep started
+        # Only when interrupted (Ctrl-C, SIGTERM from the user or the scheduler): forward the
+        # stop to every trainer at once, then wait; each keeps its last checkpoint.
+        for h in running:
+            h.stop(wait=False)
+        for h in running:
             h.stop()
         bar.close()
-    result.table_problems = _check_tables([r for r in runs if r.name not in _names(result.failed)])
+    unusable = _names(result.failed) | set(result.not_started)
+    result.table_problems = _check_tables([r for r in runs if r.name not in unusable])
     result.next_command = _next_command(runs, Path(plan_dir))
-    result.success = not result.failed and not result.table_problems
+    result.success = (
+        not result.failed
+        and not result.table_problems
+        and not result.stopped
+        and not result.not_started
+    )
     result.seconds = time.monotonic() - t0
     return result
 
@@ -199,14 +238,22 @@ def _settle(
         say(f"done    {h.run.name}: step {done['step']} in {secs:.0f} s (attempt {h.attempt})")
         return True
     why = f"exit status {rc}" if rc != 0 else "exited 0 without a DONE.json"
-    if h.attempt <= retries:
-        say(f"retry   {h.run.name}: {why}; attempt {h.attempt + 1} resumes (log: {h.run.log})")
-        pending.append((h.run, h.attempt + 1))
-        return False
     last = _last_line(h.run.log) or why
+    if rc == CLASS_PATH_EXIT:
+        result.stopped = f"{h.run.name}: {last} (log: {h.run.log})"
+    elif rc == USAGE_EXIT:
+        pass  # a usage error (bad config value, missing data path) repeats on every attempt
+    elif h.attempt <= retries:
+        say(f"retry   {h.run.name}: {why}; attempt {h.attempt + 1} resumes (log: {h.run.log})")
+        # First in the queue, as announced: it resumes now, not after every unstarted run.
+        pending.appendleft((h.run, h.attempt + 1))
+        return False
     result.failed.append(Failure(h.run.name, h.attempt, rc, h.run.log, last))
-    say(f"FAILED  {h.run.name}: {last} (log: {h.run.log})")
+    say(f"FAILED  {h.run.name} ({why}{_NOT_RETRIED.get(rc, '')}): {last} (log: {h.run.log})")
     return True
+
+
+_NOT_RETRIED = {USAGE_EXIT: ", a usage error: not retried"}
 
 
 def _last_line(log: Path) -> str:
@@ -222,36 +269,53 @@ def _last_line(log: Path) -> str:
 
 
 def _check_tables(runs: list[SweepRun]) -> list[str]:
-    """Run tables that would mislead a fit: missing, without rows, or with a step twice."""
-    problems = []
+    """Problems of the runs' tables, as the fit's reader finds them (one line each)."""
+    from mixsampler.laws.runtable.check import check_run_tables
+
+    expected: dict[Path, list[str]] = {}
     for r in runs:
-        if r.table is None:
-            continue
-        if not r.table.is_file():
-            problems.append(f"{r.table}: run {r.name} finished but wrote no run table")
-            continue
-        with open(r.table, newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row.get("run") == r.name]
-        if not rows:
-            problems.append(
-                f"{r.table}: no rows for run {r.name} (no validation ran: set"
-                " trainer.val_check_interval in the base config)"
-            )
-            continue
-        twice = sorted((s for s, n in Counter(row.get("step") for row in rows).items() if n > 1))
-        if twice:
-            problems.append(
-                f"{r.table}: run {r.name} has {len(twice)} step(s) twice (first: step"
-                f" {twice[0]}), rows from before and after a resume; keep the last row of each"
-                " step before fitting"
-            )
-    return problems
+        if r.table is not None:
+            expected.setdefault(r.table, []).append(r.name)
+    return check_run_tables(expected)
+
+
+def _check_writable(runs: list[SweepRun]) -> None:
+    """Refuse, before anything starts, a run folder or run table the sweep could not write.
+
+    Each folder is probed by creating a file in it (``os.access`` misses read-only mounts
+    and says yes to root), the nearest existing one for folders not made yet.
+    """
+    import tempfile
+
+    probed: set[Path] = set()
+    for r in runs:
+        for what, path in (("trainer.default_root_dir", r.run_dir), ("run table", r.table)):
+            if path is None:
+                continue
+            folder = path if what != "run table" else path.parent
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            if folder in probed:
+                continue
+            probed.add(folder)
+            try:
+                with tempfile.TemporaryFile(dir=folder, prefix=".mixsampler-probe-"):
+                    pass
+            except OSError as err:
+                raise PermissionError(
+                    err.errno,
+                    f"run {r.name}: cannot write its {what} in {folder} ({err.strerror}); the"
+                    " sweep writes checkpoints, logs and run tables there: make it writable or"
+                    " plan into a writable folder",
+                    str(folder),
+                ) from None
 
 
 def _next_command(runs: list[SweepRun], plan_dir: Path) -> str:
     tables = sorted({str(r.table.parent) for r in runs if r.table is not None})
     where = " ".join(f"{t}/*.csv" for t in tables) or f"{plan_dir}/runs/*.csv"
-    return f"mixsampler fit {where} --law joint --target all -o {plan_dir / 'LAW.json'}"
+    law = plan_law(plan_dir) or "joint"  # the law the plan was sized for, when it says
+    return f"mixsampler fit {where} --law {law} --target all -o {plan_dir / 'LAW.json'}"
 
 
 def _make_launcher(
@@ -263,7 +327,7 @@ def _make_launcher(
     if str(getattr(launcher, "value", launcher)) not in kinds:
         raise ValueError(f"--launcher can be {', '.join(kinds)}, got {launcher!r}")
     if LauncherKind(launcher) is LauncherKind.LOCAL:
-        return LocalLauncher(jobs, gpus_per_run=gpus_per_run)
+        return LocalLauncher(jobs, gpus_per_run=gpus_per_run, plan_dir=plan_dir)
     from mixsampler.sweep.slurm import SlurmOptions, SubmititLauncher
 
-    return SubmititLauncher(plan_dir / "slurm", slurm or SlurmOptions(), jobs)
+    return SubmititLauncher(plan_dir / "slurm", slurm or SlurmOptions(), jobs, plan_dir)

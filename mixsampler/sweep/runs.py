@@ -11,6 +11,11 @@ the run folder, and the sweep reads only those, never the trainer's state:
 - ``DONE.json``: written atomically after ``fit`` returned at its end; a run is finished exactly
   when it exists and was written for the same config digest.
 
+Every path of a plan folder (configs, run folders, run tables) must lie in that folder: the
+paths ``mixsampler plan`` writes name the folder it wrote, so a copy (``cp -r plan plan2``)
+would train the original's configs into the original's folders. Such a copy is refused,
+naming the path and the folder it belongs to.
+
 Example:
     >>> runs = read_plan_dir("sweep/")  # doctest: +SKIP
     >>> [run_status(r) for r in runs]  # doctest: +SKIP
@@ -24,7 +29,6 @@ import enum
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +41,10 @@ __all__ = [
     "SweepRun",
     "config_digest",
     "last_checkpoint",
+    "plan_folder_of",
+    "plan_law",
     "read_done",
+    "read_json_marker",
     "read_plan_dir",
     "run_status",
     "write_json_atomic",
@@ -99,20 +106,31 @@ def config_digest(config: str | os.PathLike[str], overrides: Sequence[str] = ())
 
 def write_json_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write strict JSON through a fsynced temporary file and a rename: all of it or nothing."""
+    from mixsampler.atomic import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def read_json_marker(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object the sweep wrote (``TRAIN.json``), or ``{}`` when there is none.
+
+    Raises:
+        ValueError: the file exists but is not a JSON object (naming it and the way out).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
     try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the marker from the user's group
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: not valid JSON ({err}); delete it to start the run over"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object; delete it to start the run over")
+    return data
 
 
 def read_done(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -126,7 +144,7 @@ def read_done(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}); delete it to train again") from None
     if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
         raise ValueError(f"{path}: not a {MARKER_FORMAT!r} marker; delete it to train again")
@@ -202,11 +220,52 @@ def read_plan_dir(plan_dir: str | os.PathLike[str]) -> list[SweepRun]:
                 f"{config}: no trainer.default_root_dir; the sweep keeps each run's checkpoints"
                 " and markers there (mixsampler plan writes it)"
             )
-        runs.append(SweepRun(name, config, Path(root_dir), _table_path(trainer)))
+        run = SweepRun(name, config, Path(root_dir), _table_path(trainer))
+        _check_in_plan(root, table, i, run)
+        runs.append(run)
     dirs = [r.run_dir.resolve() for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ValueError(f"{table}: two runs share a trainer.default_root_dir")
     return runs
+
+
+def plan_folder_of(path: str | os.PathLike[str]) -> Path | None:
+    """The nearest folder above ``path`` holding a ``plan.csv`` (resolved), or None."""
+    for parent in Path(path).resolve().parents:
+        if (parent / "plan.csv").is_file():
+            return parent
+    return None
+
+
+def _check_in_plan(root: Path, table: Path, line: int, run: SweepRun) -> None:
+    """Refuse a run whose config, run folder or run table belongs to another plan folder."""
+    here = root.resolve()
+    for what, path in (
+        ("config", run.config),
+        ("trainer.default_root_dir", run.run_dir),
+        ("run table", run.table),
+    ):
+        if path is None:
+            continue
+        owner = plan_folder_of(path)
+        if owner is not None and owner != here:
+            raise ValueError(
+                f"{table}, line {line}: run {run.name}'s {what} {str(path)!r} lies in the plan"
+                f" folder {str(owner)!r}, not in {str(root)!r}: a copied plan folder would train"
+                f" {owner}'s configs and write there. Run the sweep on {str(owner)!r}, or write"
+                f" this plan with mixsampler plan -o {str(root)!r}"
+            )
+
+
+def plan_law(plan_dir: str | os.PathLike[str]) -> str | None:
+    """The law a plan was sized for (``plan.csv``'s ``law`` column), when it says."""
+    table = Path(plan_dir) / "plan.csv"
+    try:
+        with open(table, newline="") as f:
+            laws = {row.get("law") or "" for row in csv.DictReader(f)} - {""}
+    except OSError:
+        return None
+    return laws.pop() if len(laws) == 1 else None
 
 
 def _table_path(trainer: dict[str, Any]) -> Path | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixsampler.sweep.launchers import Handle, _open_log, train_command
+from mixsampler.sweep.launchers import Handle, open_run_log, train_command, trainer_env
 from mixsampler.sweep.runs import SweepRun
 
 __all__ = ["CLUSTERS", "SlurmOptions", "SubmititLauncher"]
@@ -86,12 +86,14 @@ class SlurmOptions:
         return params
 
 
-def _train_task(config: str, run_dir: str, attempt: int, cwd: str) -> int:
+def _train_task(
+    config: str, run_dir: str, attempt: int, cwd: str, plan_dir: str | None = None
+) -> int:
     """What one array task runs (pickled by submitit): the train subprocess, its exit status."""
     run = SweepRun(Path(config).stem, Path(config), Path(run_dir), None)
     where = "job " + os.environ.get("SLURM_JOB_ID", os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?"))
-    with _open_log(run, attempt, where) as log:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open_run_log(run, attempt, where) as log:
+        env = trainer_env(plan_dir)
         return subprocess.run(
             train_command(run), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd
         ).returncode
@@ -111,7 +113,7 @@ class _JobHandle:
         except Exception:  # the task itself died (timeout, node failure, cancelled)
             return -1
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:  # a cancel does not wait
         try:
             self.job.cancel(check=False)
         except Exception:  # already gone
@@ -130,9 +132,16 @@ class SubmititLauncher:
         jobs: tasks running at once (``--array=...%jobs``); None: no limit.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], options: SlurmOptions, jobs: int | None):
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        options: SlurmOptions,
+        jobs: int | None,
+        plan_dir: str | os.PathLike[str] | None = None,
+    ):
         import submitit
 
+        self._plan_dir = None if plan_dir is None else str(Path(plan_dir).resolve())
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
             raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
         if options.cluster == "slurm" and shutil.which("sbatch") is None:
@@ -148,7 +157,9 @@ class SubmititLauncher:
         cwd = os.getcwd()
         with self._executor.batch():
             jobs = [
-                self._executor.submit(_train_task, str(r.config), str(r.run_dir), attempt, cwd)
+                self._executor.submit(
+                    _train_task, str(r.config), str(r.run_dir), attempt, cwd, self._plan_dir
+                )
                 for r in runs
             ]
         return [_JobHandle(r, attempt, j) for r, j in zip(runs, jobs, strict=True)]

@@ -10,7 +10,12 @@ they run as they are; ``fit`` is implied. On top of the config, a run gets:
   when the config changed since the run started (``TRAIN.json`` holds its digest);
 - ``DONE.json`` (step, max_steps, config digest), written atomically once ``fit`` returned at
   the end of training, so a sweep tells finished runs from killed ones;
-- a lock on the run folder, so two processes never train one run at once.
+- a lock on the run folder, so two processes never train one run at once;
+- every ``class_path`` of the config imported before anything else, so a model or callback the
+  trainer cannot import fails in a second with the module, the reason and the way out
+  (:class:`ClassPathError`, exit status 3: the sweep stops, as every run would fail alike);
+- a checkpoint that does not read (truncated, bit rot) renamed ``*.corrupt`` with a warning,
+  and the run resumes from the newest good one (``step=N.ckpt``), or starts over.
 
 Example:
     $ mixsampler train sweep/configs/proxy-1M-m03.yaml --trainer.max_steps=200
@@ -34,12 +39,29 @@ from mixsampler.sweep.runs import (
     MARKER_FORMAT,
     TRAIN_NAME,
     config_digest,
-    last_checkpoint,
     read_done,
+    read_json_marker,
     write_json_atomic,
 )
 
-__all__ = ["SWEEP_PID_ENV", "TrainResult", "train"]
+__all__ = [
+    "CLASS_PATH_EXIT",
+    "SWEEP_PID_ENV",
+    "ClassPathError",
+    "TrainResult",
+    "check_class_paths",
+    "checkpoint_problem",
+    "newest_good_checkpoint",
+    "train",
+]
+
+#: exit status of ``mixsampler train`` when a class_path does not import: the sweep stops
+CLASS_PATH_EXIT = 3
+
+
+class ClassPathError(ImportError):
+    """A ``class_path`` of a config that this Python cannot import (one line, names it)."""
+
 
 #: set by the local sweep launcher to its pid: its trainers stop when it dies, even by SIGKILL
 SWEEP_PID_ENV = "MIXSAMPLER_SWEEP_PID"
@@ -87,6 +109,7 @@ def train(config: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Trai
     config = Path(config)
     if not config.is_file():
         raise FileNotFoundError(f"config {str(config)!r} does not exist")
+    check_class_paths(config)
     overrides = [str(o) for o in overrides]
     digest = config_digest(config, overrides)
     cli = _build_cli(config, overrides)
@@ -148,13 +171,122 @@ def _die_with_sweep() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def check_class_paths(config: str | os.PathLike[str]) -> list[str]:
+    """Import every dotted ``class_path`` of a LightningCLI YAML; return them.
+
+    Run before the CLI is built, so a module missing in the trainer's environment is one line
+    naming the config, the key and the module, not a jsonargparse error about a type.
+
+    Raises:
+        ClassPathError: a class_path whose module does not import or lacks the class.
+        ValueError: the file is not YAML.
+    """
+    import importlib
+
+    import yaml
+
+    config = Path(config)
+    try:
+        cfg = yaml.safe_load(config.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config}: not valid YAML ({' '.join(str(err).split())})") from None
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            cp = node.get("class_path")
+            if isinstance(cp, str) and "." in cp:
+                found.append((where or "class_path", cp))
+            for k, v in node.items():
+                walk(v, f"{where}.{k}" if where else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(cfg, "")
+    for where, cp in found:
+        module, _, name = cp.rpartition(".")
+        try:
+            obj = importlib.import_module(module)
+            if not hasattr(obj, name):
+                raise AttributeError(f"module {module!r} has no {name!r}")
+        except Exception as err:  # any failure to import is the same answer: not runnable here
+            path = os.environ.get("PYTHONPATH", "")
+            raise ClassPathError(
+                f"{config}: {where}: class_path {cp!r} does not import in this Python"
+                f" ({type(err).__name__}: {' '.join(str(err).split())}); install its package,"
+                " put its module in the plan folder (the sweep adds it to PYTHONPATH) or add its"
+                f" folder to PYTHONPATH (now {path!r})"
+            ) from None
+    return [cp for _, cp in found]
+
+
+def checkpoint_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a checkpoint would not load (truncated, not a zip, a CRC error), or None when it reads.
+
+    torch saves checkpoints as zip archives with a CRC per member; checking them reads the file
+    once without unpickling anything (a truncated ``last.ckpt`` otherwise fails deep in
+    ``torch.load`` as ``OSError: [Errno 22] Invalid argument``).
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"not a readable checkpoint ({' '.join(str(err).split())})"
+    return None if bad is None else f"member {bad!r} fails its CRC check"
+
+
+def newest_good_checkpoint(run_dir: str | os.PathLike[str], *, rename: bool = True) -> Path | None:
+    """``last.ckpt``, or the newest ``step=N.ckpt`` that reads; bad ones renamed ``*.corrupt``.
+
+    Each checkpoint that does not read is renamed (kept for inspection, never picked again) with
+    a warning naming it and the one resumed from instead. ``rename=False`` (the other ranks of
+    a multi-GPU run) picks the same checkpoint and leaves the files to rank zero.
+    """
+    import re
+
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+
+    def step(p: Path) -> int:
+        m = re.fullmatch(r"step=(\d+)\.ckpt", p.name)
+        return int(m.group(1)) if m else -1
+
+    candidates = [folder / "last.ckpt"] if (folder / "last.ckpt").is_file() else []
+    candidates += sorted(
+        (p for p in folder.glob("step=*.ckpt") if step(p) >= 0), key=step, reverse=True
+    )
+    bad: list[str] = []
+    for ckpt in candidates:
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            if bad:
+                warnings.warn(
+                    f"{'; '.join(bad)}; resuming from {ckpt}", RuntimeWarning, stacklevel=2
+                )
+            return ckpt
+        corrupt = ckpt.with_name(ckpt.name + ".corrupt")
+        if not rename:
+            continue
+        os.replace(ckpt, corrupt)
+        bad.append(f"{ckpt}: {problem}, renamed {corrupt.name}")
+    if bad:
+        warnings.warn(
+            f"{'; '.join(bad)}; no good checkpoint left: the run starts over",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return None
+
+
 def _check_resume(run_dir: Path, config: Path, digest: str, trainer: Any) -> Path | None:
     """The checkpoint to resume from, after checking it was made under this very config."""
-    import json
-
-    ckpt = last_checkpoint(run_dir)
     started = run_dir / TRAIN_NAME
-    before = json.loads(started.read_text()) if started.is_file() else {}
+    before = read_json_marker(started)
+    ckpt = newest_good_checkpoint(run_dir, rename=_rank_zero())
     if ckpt is None:
         if before.get("config_sha256") == digest:
             _drop_rows_of_dead_attempt(trainer)
@@ -201,10 +333,15 @@ def _drop_rows_of_dead_attempt(trainer: Any) -> None:
             )
 
 
+def _rank_zero() -> bool:
+    # Read from the environment: the trainer's strategy has not set its ranks up before fit.
+    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID"))
+
+
 @contextmanager
 def _run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run folder (rank zero only; other ranks share its run)."""
-    if any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "RANK", "SLURM_PROCID")):
+    if not _rank_zero():
         yield
         return
     import fcntl

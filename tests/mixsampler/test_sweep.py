@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import TEST_PATH, planned  # noqa: E402
 
 from mixsampler import cli as mixsampler_cli  # noqa: E402
-from mixsampler.sweep.runner import _check_tables  # noqa: E402
+from mixsampler.laws.runtable import check_run_tables  # noqa: E402
 from mixsampler.sweep.runs import SweepRun, read_plan_dir  # noqa: E402
 
 MAX_STEPS = 8  # validations (and checkpoints) at steps 2, 4, 6, 8
@@ -146,7 +146,7 @@ def test_killing_the_sweep_alone_stops_its_trainers(tmp_path: Path) -> None:
     assert not any(r.done_path.exists() for r in runs)
 
 
-def test_a_failing_run_is_retried_then_reported_with_its_log(tmp_path: Path) -> None:
+def test_a_usage_error_is_reported_with_its_log_and_not_retried(tmp_path: Path) -> None:
     plan = planned(tmp_path, n_mixtures=1, max_steps=2)
     (run,) = read_plan_dir(plan)
     cfg = yaml.safe_load(run.config.read_text())
@@ -156,9 +156,12 @@ def test_a_failing_run_is_retried_then_reported_with_its_log(tmp_path: Path) -> 
         _sweep_cmd(plan, "--retries", "1"), capture_output=True, text=True, env=_env()
     )
     assert res.returncode == 1
-    assert f"FAILED {run.name} after 2 attempt(s)" in res.stdout and str(run.log) in res.stdout
+    # Exit status 2 (a bad config value) would repeat on every attempt: one attempt only.
+    # (A crash is retried: tests/test_faults_sweep.py.)
+    assert f"FAILED {run.name} after 1 attempt(s)" in res.stdout and str(run.log) in res.stdout
+    assert "usage error: not retried" in res.stdout
     assert "missing" in res.stdout  # the log's last line: the error itself
-    assert _attempts(run) == 2 and not run.done_path.exists()
+    assert _attempts(run) == 1 and not run.done_path.exists()
 
 
 def test_bad_input_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -198,13 +201,18 @@ def test_bad_input_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_duplicated_or_empty_run_tables_fail_the_sweep(tmp_path: Path) -> None:
+    # The check is the fit's own reader (laws.runtable.check_run_tables), so the tables are
+    # whole run tables now; the messages are the reader's.
+    head = "run,step,model_size,n_tokens,weight_a,a_loss\n"
     table = tmp_path / "r.csv"
-    table.write_text("run,step,a_loss\nr,2,1.0\nr,4,0.9\nr,4,0.8\n")
-    run = SweepRun("r", tmp_path / "r.yaml", tmp_path / "r", table)
-    (problem,) = _check_tables([run])
-    assert "has 1 step(s) twice (first: step 4)" in problem and str(table) in problem
-    table.write_text("run,step,a_loss\n")
-    (problem,) = _check_tables([run])
+    table.write_text(head + "r,2,8,64,1.0,1.0\nr,4,8,128,1.0,0.9\nr,4,8,128,1.0,0.8\n")
+    (problem,) = check_run_tables({table: "r"})
+    assert "run 'r' has step 4 twice" in problem and str(table) in problem
+    table.write_text(head + "other,2,8,64,1.0,1.0\n")
+    (problem,) = check_run_tables({table: "r"})
     assert "no rows for run r" in problem and "val_check_interval" in problem
+    table.write_text(head)
+    (problem,) = check_run_tables({table: "r"})
+    assert "no rows" in problem and str(table) in problem
     table.unlink()
-    assert "wrote no run table" in _check_tables([run])[0]
+    assert "wrote no run table" in check_run_tables({table: "r"})[0]
