@@ -273,6 +273,10 @@ class MixtureDataModule(pl.LightningDataModule):
                 # lands exactly only if each worker knows the batch size.
                 batch_size=self.batch_size,
             )
+        if stage in ("fit", "validate") and self.val:
+            # Checked here, not in val_dataloader: Lightning builds loaders inside a context
+            # that patches DataLoader.__init__ and is not undone when an error passes through.
+            self._check_val_limit()
         if stage in ("fit", "validate") and self.val and not self.val_datasets:
             self.val_datasets = {
                 d: ValidationStream(
@@ -317,6 +321,19 @@ class MixtureDataModule(pl.LightningDataModule):
         # batch_size=None: DomainBatches batches (per domain) and collates itself.
         return ValidationLoader(batches, batch_size=None, collate_fn=_as_is, **kw)
 
+    def _check_val_limit(self) -> None:
+        """Refuse an int ``limit_val_batches`` smaller than the number of validation domains."""
+        limit = getattr(self.trainer, "limit_val_batches", None) if self.trainer else None
+        k = len(self.val or ())
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < k:
+            raise ValueError(
+                f"limit_val_batches={limit!r} is fewer than the {k} validation domains"
+                f" {list(self.val or ())}: MixtureDataModule gives each domain"
+                f" limit_val_batches // {k} batches, so every domain is validated on the"
+                f" same number; set limit_val_batches >= {k} (a multiple of {k}), a"
+                " fraction, or validate fewer domains"
+            )
+
     def _val_limit_per_domain(self) -> int | float | None:
         """The Trainer's ``limit_val_batches`` as each validation domain's share of it.
 
@@ -341,16 +358,8 @@ class MixtureDataModule(pl.LightningDataModule):
             trainer.limit_val_batches = 1.0
             return limit
         if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            k = len(self.val_datasets)
-            if limit < k:
-                raise ValueError(
-                    f"limit_val_batches={limit!r} is fewer than the {k} validation domains"
-                    f" {list(self.val_datasets)}: MixtureDataModule gives each domain"
-                    f" limit_val_batches // {k} batches, so every domain is validated on the"
-                    f" same number; set limit_val_batches >= {k} (a multiple of {k}), a"
-                    " fraction, or validate fewer domains"
-                )
-            self._val_limit = limit // k
+            self._check_val_limit()
+            self._val_limit = limit // len(self.val_datasets)
             return self._val_limit
         # 1.0 after a fraction was taken over (a reload): keep the fraction.
         return self._val_limit
