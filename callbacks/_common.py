@@ -94,5 +94,17 @@ def find_mixture_dataset(trainer: Any) -> Any | None:
     return None
 
 
+def counts_samples(trainer: Any) -> bool:
+    """Whether the mixture is in samples by the user's choice (``unit="samples"``).
+
+    The mixture dataset's unit, else the datamodule's (a validate-only run has no dataset).
+    """
+    ds = find_mixture_dataset(trainer)
+    unit = getattr(ds, "unit", None)
+    if unit is None:
+        unit = getattr(getattr(trainer, "datamodule", None), "unit", None)
+    return unit == "samples"
+
+
 def _is_mixture(ds: Any) -> bool:
     return ds is not None and callable(getattr(ds, "set_weights", None)) and hasattr(ds, "weights")

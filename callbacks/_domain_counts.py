@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from mixsampler.callbacks._batches import train_meta
-from mixsampler.callbacks._common import find_mixture_dataset
+from mixsampler.callbacks._common import counts_samples, find_mixture_dataset
 
 
 class _TrainCounts(Callback):
@@ -31,6 +31,7 @@ class _TrainCounts(Callback):
     _restored: dict[str, dict[str, float]]
     _counting: str
     _warned_no_tokens: bool
+    _n_tokens_unit: str
     _sums: torch.Tensor | None
 
     @override
@@ -70,11 +71,15 @@ class _TrainCounts(Callback):
         ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
         self._consumed[0].index_add_(0, index, ones)
         if ntok is not None:
+            self._n_tokens_unit = "tokens"
             tokens = torch.tensor(ntok, dtype=torch.float64).to(dev, non_blocking=True)
         elif self.tokens_per_sample is not None:
+            self._n_tokens_unit = "tokens"
             tokens = ones * self.tokens_per_sample
         else:
-            if not self._warned_no_tokens:
+            # Images, audio: D counts samples by design (unit="samples"); the run table's
+            # n_tokens_unit column says so, and a warning meant for text would be noise.
+            if not self._warned_no_tokens and not counts_samples(trainer):
                 self._warned_no_tokens = True
                 rank_zero_warn(
                     "DomainLossLogger: the training samples carry no token count ('ntok' field"

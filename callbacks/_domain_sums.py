@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from mixsampler.callbacks._batches import val_meta, val_parts
+from mixsampler.callbacks._common import counts_samples
 
 
 class _ValidationSums(Callback):
@@ -29,6 +30,7 @@ class _ValidationSums(Callback):
     _loader_domains: list[str] | None
     _sums: torch.Tensor | None
     _counts: torch.Tensor | None
+    _batches: torch.Tensor | None
     _warned: set[str]
 
     @override
@@ -41,9 +43,15 @@ class _ValidationSums(Callback):
                 if d not in self._val_slot:
                     self._val_slot[d] = len(self._val_domains)
                     self._val_domains.append(d)
+        if counts_samples(trainer):
+            # unit="samples" (images, audio): a sample is the unit a loss is averaged over,
+            # so weighting batches by their samples is exact; no warning meant for text.
+            self._warned.add("samples")
         n = len(self._val_domains)
         self._sums = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
         self._counts = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
+        # Batches per domain: the run table says how many each loss is the mean over.
+        self._batches = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
 
     @override
     def on_validation_batch_end(
@@ -75,6 +83,8 @@ class _ValidationSums(Callback):
             slot = self._slot(name)
             self._sums[slot] += loss_sum.to(self._sums.device, torch.float64).sum()
             self._counts[slot] += n_tok.to(self._counts.device, torch.float64).sum()
+            if self._batches is not None:
+                self._batches[slot] += 1
             return
         if not (len(name) == loss_sum.numel() == n_tok.numel()):
             raise ValueError(
@@ -85,6 +95,9 @@ class _ValidationSums(Callback):
         index = index.to(self._sums.device, non_blocking=True)
         self._sums.index_add_(0, index, loss_sum.to(self._sums.device, torch.float64))
         self._counts.index_add_(0, index, n_tok.to(self._counts.device, torch.float64))
+        if self._batches is not None:
+            for d in set(name):
+                self._batches[self._slot(d)] += 1
 
     def _slot(self, domain: str) -> int:
         slot = self._val_slot.get(domain)

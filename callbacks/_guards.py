@@ -67,15 +67,16 @@ def check_every_domain_validated(
 ) -> None:
     """Refuse a validation that skipped whole domains of the datamodule's validation data.
 
-    MixtureDataModule's one validation loader reads the domains in turn, so
-    ``limit_val_batches`` cuts the last domains off entirely; their cells would be empty.
+    MixtureDataModule spreads ``limit_val_batches`` over its domains, so a domain without a
+    batch had no data on any rank (or a loader other than MixtureDataModule's was limited);
+    its cells would be empty.
     """
     given = getattr(trainer.datamodule, "val_domains", ()) or ()
     missed = [d for d, n in zip(domains, counts, strict=True) if n <= 0 and d in given]
     if missed:
         raise ValueError(
             f"validation domains {missed} got no batch (limit_val_batches="
-            f"{trainer.limit_val_batches!r}): MixtureDataModule's validation loader reads the"
-            " domains in turn, so a batch limit cuts the last ones off; make the validation"
-            " sets smaller instead of limiting batches"
+            f"{trainer.limit_val_batches!r}): their validation data gave no sample on any"
+            " rank; check those domains' validation sets (MixtureDataModule gives each domain"
+            " its share of limit_val_batches)"
         )

@@ -38,11 +38,13 @@ __all__ = [
     "MODEL_SIZE_TOTAL",
     "MODEL_SIZE_NON_EMBEDDING",
     "N_TOKENS",
+    "N_TOKENS_UNIT",
     "RunTableWriter",
     "loss_column",
     "realized_column",
     "weight_column",
     "make_row",
+    "val_batches_column",
     "reconcile_rows",
     "row_columns",
     "run_steps",
@@ -85,13 +87,31 @@ def reconcile_rows(path: Path, run: str, step: int, *, resumed: bool) -> int:
     return 0
 
 
+VAL_BATCHES_PREFIX = "val_batches_"
+# What n_tokens counts: "tokens", or "samples" (images, audio, or text without token counts).
+N_TOKENS_UNIT = "n_tokens_unit"
+
+
+def val_batches_column(domain: str) -> str:
+    """The run-table column holding how many validation batches ``domain``'s loss averages.
+
+    Defined here until ``laws.schema`` holds it (one definition either way).
+
+    Example:
+        >>> val_batches_column("prose")
+        'val_batches_prose'
+    """
+    return f"{VAL_BATCHES_PREFIX}{domain}"
+
+
 def row_columns(train: Sequence[str], val: Sequence[str]) -> list[str]:
     """The columns DomainLossLogger writes for these training and validation domains."""
     return (
-        [RUN, STEP, MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING, N_TOKENS]
+        [RUN, STEP, MODEL_SIZE, MODEL_SIZE_TOTAL, MODEL_SIZE_NON_EMBEDDING, N_TOKENS, N_TOKENS_UNIT]
         + [weight_column(d) for d in train]
         + [loss_column(d) for d in val]
         + [realized_column(d) for d in train]
+        + [val_batches_column(d) for d in val]
     )
 
 

@@ -74,10 +74,12 @@ from mixsampler.callbacks._guards import (
 )
 from mixsampler.callbacks._runtable import (
     N_TOKENS,
+    N_TOKENS_UNIT,
     RunTableWriter,
     make_row,
     reconcile_rows,
     row_columns,
+    val_batches_column,
 )
 
 __all__ = ["DomainLossLogger"]
@@ -160,6 +162,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         self._loader_domains: list[str] | None = None
         self._sums: torch.Tensor | None = None
         self._counts: torch.Tensor | None = None
+        self._batches: torch.Tensor | None = None
         self._train_domains: list[str] = []
         self._train_slot: dict[str, int] = {}
         # (2, k) float64: samples and tokens consumed on this rank since setup / the restore
@@ -173,6 +176,8 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         self._rows_written = 0
         self._resumed = False
         self._warned_no_tokens = False
+        # What n_tokens counts: "tokens" once a batch carried token counts, else "samples".
+        self._n_tokens_unit = "samples"
         self._warned: set[str] = set()
         self._trainer: pl.Trainer | None = None
 
@@ -280,13 +285,15 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         if self._sums is None or self._counts is None or trainer.sanity_checking:
             return
         k = len(self._val_domains)
-        parts = [self._sums, self._counts]
+        batches = self._batches if self._batches is not None else torch.zeros_like(self._counts)
+        parts = [self._sums, self._counts, batches]
         fitting = trainer.state.fn == "fit" and self._consumed is not None
         if fitting and self._counting == "batches":
             parts.append(self._consumed.reshape(-1).to(self._sums.device))
         # The only collective of this callback: one all-reduce per validation epoch.
         total = trainer.strategy.reduce(torch.cat(parts), reduce_op="sum").to("cpu")
         sums, counts = total[:k], total[k : 2 * k]
+        n_batches = {d: int(total[2 * k + i]) for i, d in enumerate(self._val_domains)}
         check_every_domain_validated(trainer, self._val_domains, counts.tolist())
         losses = {
             d: (float(sums[i] / counts[i]) if counts[i] > 0 else math.nan)
@@ -301,12 +308,12 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         if not fitting or self.path is None:
             return
         if self._counting == "batches":
-            consumed = total[2 * k :].reshape(2, -1).tolist()
+            consumed = total[3 * k :].reshape(2, -1).tolist()
         else:
             consumed = self._sampler_counts(trainer)
         samples, tokens = self._with_restored(consumed)
         if trainer.is_global_zero:
-            self._write_row(trainer, losses, samples, tokens)
+            self._write_row(trainer, losses, samples, tokens, n_batches)
 
     # ---------------------------------------------------------------- the run table
 
@@ -324,6 +331,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         losses: dict[str, float],
         samples: dict[str, float],
         tokens: dict[str, float],
+        n_batches: dict[str, int],
     ) -> None:
         weights = self._current_weights(trainer)
         if self._train_domains and weights is None:
@@ -341,6 +349,8 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
             self.run, trainer.global_step, sizes, weights, losses, samples if by_samples else tokens
         )
         row[N_TOKENS] = int(round(sum(tokens.values())))
+        row.update({val_batches_column(d): n for d, n in n_batches.items()})
+        row[N_TOKENS_UNIT] = self._n_tokens_unit
         self._table().append(row)
         self._rows_written += 1
 

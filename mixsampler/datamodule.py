@@ -116,6 +116,10 @@ class MixtureDataModule(pl.LightningDataModule):
             default ``torch.utils.data.default_collate``.
         length_fn: callable or dotted path giving a sample's token count (default: the
             shards' ``ntok`` field).
+        transform: callable or dotted path run on each training sample in the worker before
+            ``collate_fn`` (decode, augment; :mod:`mixsampler.transforms`), with the random
+            generators seeded per sample so that a resume repeats the same augmentations.
+        val_transform: the same for validation samples (default: none).
         shuffle_buffer: the sampler's shuffle block size.
         exhaustion: the sampler's policy at the end of a domain (``repeat``, ``stop``,
             ``error``).
@@ -142,6 +146,8 @@ class MixtureDataModule(pl.LightningDataModule):
         unit: str = "samples",
         collate_fn: Callable | str | None = None,
         length_fn: Callable | str | None = None,
+        transform: Callable | str | None = None,
+        val_transform: Callable | str | None = None,
         shuffle_buffer: int = 1000,
         exhaustion: str | Mapping[str, str] = "repeat",
         on_corrupt: str = "warn",
@@ -198,6 +204,8 @@ class MixtureDataModule(pl.LightningDataModule):
         self.unit = unit
         self.collate_fn = resolve_callable(collate_fn, "collate_fn")
         self.length_fn = resolve_callable(length_fn, "length_fn")
+        self.transform = resolve_callable(transform, "transform")
+        self.val_transform = resolve_callable(val_transform, "val_transform")
         self.shuffle_buffer = shuffle_buffer
         self.exhaustion = exhaustion
         self.on_corrupt = on_corrupt
@@ -208,6 +216,8 @@ class MixtureDataModule(pl.LightningDataModule):
         self.val_datasets: dict[str, ValidationStream] = {}
         self.rank = 0
         self.world_size = 1
+        # limit_val_batches as applied per domain (see _val_limit_per_domain).
+        self._val_limit: int | float | None = None
 
     def _check_weights(self, weights: Mapping[str, float] | None) -> dict[str, float]:
         from mixsampler.schedule import normalize_weights
@@ -252,6 +262,7 @@ class MixtureDataModule(pl.LightningDataModule):
                 seed=self.seed,
                 unit=self.unit,
                 length_fn=self.length_fn,
+                transform=self.transform,
                 rank=self.rank,
                 world_size=self.world_size,
                 shuffle_buffer=self.shuffle_buffer,
@@ -262,9 +273,15 @@ class MixtureDataModule(pl.LightningDataModule):
                 # lands exactly only if each worker knows the batch size.
                 batch_size=self.batch_size,
             )
+        if stage in ("fit", "validate") and self.val:
+            # Checked here, not in val_dataloader: Lightning builds loaders inside a context
+            # that patches DataLoader.__init__ and is not undone when an error passes through.
+            self._check_val_limit()
         if stage in ("fit", "validate") and self.val and not self.val_datasets:
             self.val_datasets = {
-                d: ValidationStream(d, src, rank=self.rank, world_size=self.world_size)
+                d: ValidationStream(
+                    d, src, rank=self.rank, world_size=self.world_size, transform=self.val_transform
+                )
                 for d, src in self.val.items()
             }
 
@@ -295,9 +312,57 @@ class MixtureDataModule(pl.LightningDataModule):
         if not self.val_datasets:
             self.setup("validate")
         kw = self._loader_kwargs()
-        batches = DomainBatches(self.val_datasets, self.val_batch_size, kw.pop("collate_fn"))
+        batches = DomainBatches(
+            self.val_datasets,
+            self.val_batch_size,
+            kw.pop("collate_fn"),
+            limit=self._val_limit_per_domain(),
+        )
         # batch_size=None: DomainBatches batches (per domain) and collates itself.
         return ValidationLoader(batches, batch_size=None, collate_fn=_as_is, **kw)
+
+    def _check_val_limit(self) -> None:
+        """Refuse an int ``limit_val_batches`` smaller than the number of validation domains."""
+        limit = getattr(self.trainer, "limit_val_batches", None) if self.trainer else None
+        k = len(self.val or ())
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < k:
+            raise ValueError(
+                f"limit_val_batches={limit!r} is fewer than the {k} validation domains"
+                f" {list(self.val or ())}: MixtureDataModule gives each domain"
+                f" limit_val_batches // {k} batches, so every domain is validated on the"
+                f" same number; set limit_val_batches >= {k} (a multiple of {k}), a"
+                " fraction, or validate fewer domains"
+            )
+
+    def _val_limit_per_domain(self) -> int | float | None:
+        """The Trainer's ``limit_val_batches`` as each validation domain's share of it.
+
+        One loader reads the domains in turn, so Lightning's own cut (the first L batches)
+        would validate the first domains only. The limit is applied here instead, per domain:
+        an int L gives each of the k domains L // k batches (k x (L // k) <= L, so Lightning's
+        cut never bites); a fraction f gives each domain f of its own batches (at least one).
+        Lightning refuses a fraction for a loader without a length, so the Trainer's setting
+        becomes 1.0 once it is taken over here (and is logged).
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return self._val_limit
+        limit = trainer.limit_val_batches
+        if isinstance(limit, float) and 0.0 < limit < 1.0:
+            self._val_limit = limit
+            log.info(
+                "MixtureDataModule applies limit_val_batches=%r per validation domain;"
+                " the Trainer's own limit is set to 1.0",
+                limit,
+            )
+            trainer.limit_val_batches = 1.0
+            return limit
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            self._check_val_limit()
+            self._val_limit = limit // len(self.val_datasets)
+            return self._val_limit
+        # 1.0 after a fraction was taken over (a reload): keep the fraction.
+        return self._val_limit
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": self.weights}

@@ -85,6 +85,9 @@ class MixtureDataset(_SharedState, IterableDataset):
             is wrapped or tagged). Without it the length is the ``ntok`` field written by
             :func:`mixsampler.write_shards`; required for ``unit="tokens"`` on other data.
             Counted in ``counts()["tokens"]`` in either unit when available.
+        transform: called on each sample after its length is counted, in the worker,
+            with the global RNGs seeded from the sample's place in the stream (exact on
+            resume; see :mod:`mixsampler.transforms`). May return any object.
         rank: this process's rank; default torch.distributed, then ``RANK``, then 0. Captured
             here, not in workers (Lightning's launcher sets WORLD_SIZE but not RANK there).
         world_size: number of ranks; default torch.distributed, then ``WORLD_SIZE``, then 1.
@@ -122,6 +125,7 @@ class MixtureDataset(_SharedState, IterableDataset):
         seed: int = 0,
         unit: str = "samples",
         length_fn: Callable[[Any], int] | None = None,
+        transform: Callable[[Any], Any] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         shuffle_buffer: int = 1000,
@@ -145,6 +149,8 @@ class MixtureDataset(_SharedState, IterableDataset):
             raise ValueError(f"unit can be {', '.join(_UNITS)}, got {unit!r}")
         if length_fn is not None and not callable(length_fn):
             raise ValueError(f"length_fn must be callable or None, got {length_fn!r}")
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be callable or None, got {transform!r}")
         if (
             isinstance(shuffle_buffer, bool)
             or not isinstance(shuffle_buffer, int)
@@ -170,6 +176,7 @@ class MixtureDataset(_SharedState, IterableDataset):
         self.seed = seed
         self.unit = unit
         self.length_fn = length_fn
+        self.transform = transform
         self.rank = rank
         self.world_size = world_size
         self.shuffle_buffer = shuffle_buffer

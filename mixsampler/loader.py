@@ -39,6 +39,8 @@ from torch.utils.data import default_collate as _default_collate
 from torch.utils.data._utils.pin_memory import pin_memory as _pin_memory
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from mixsampler.transforms import sample_seed, with_seed
+
 __all__ = [
     "BatchMeta",
     "DomainBatches",
@@ -292,8 +294,19 @@ class ValidationStream(IterableDataset):
         [1, 3]
     """
 
-    def __init__(self, domain: str, source: Any, *, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        domain: str,
+        source: Any,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
         super().__init__()
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be callable or None, got {transform!r}")
+        self.transform = transform
         from mixsampler.sources import ShardSource, source_spec
 
         self.domain = domain
@@ -309,7 +322,10 @@ class ValidationStream(IterableDataset):
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         slots = self.world_size * workers
         slot = self.rank * workers + worker
-        for sample in self._samples(slot, slots):
+        for n, sample in enumerate(self._samples(slot, slots)):
+            if self.transform is not None:
+                # Validation is a fixed pass: seeded by the sample's place in it (slot, index).
+                sample = with_seed(self.transform, sample, sample_seed(0, slot, 0, n))
             out = dict(sample) if isinstance(sample, Mapping) else {"sample": sample}
             out["__domain__"] = self.domain
             yield out
@@ -362,20 +378,60 @@ class DomainBatches(IterableDataset):
     """
 
     def __init__(
-        self, streams: Mapping[str, ValidationStream], batch_size: int, collate: Callable
+        self,
+        streams: Mapping[str, ValidationStream],
+        batch_size: int,
+        collate: Callable,
+        *,
+        limit: int | float | None = None,
     ) -> None:
         super().__init__()
+        if limit is not None and (
+            isinstance(limit, bool)
+            or not isinstance(limit, (int, float))
+            or not (limit > 0)
+            or (isinstance(limit, float) and limit > 1.0)
+        ):
+            raise ValueError(
+                f"limit must be None, an int >= 1 (batches per domain) or a float in (0, 1]"
+                f" (share of each domain's batches), got {limit!r}"
+            )
         self.streams = dict(streams)
         self.batch_size = batch_size
         self.collate = collate
+        self.limit = limit
 
     def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         for stream in self.streams.values():
+            cap = self._cap(stream, workers, worker)
+            if cap == 0:
+                continue
             buf: list[Any] = []
+            made = 0
             for sample in stream:
                 buf.append(sample)
                 if len(buf) == self.batch_size:
                     yield self.collate(buf)
                     buf = []
-            if buf:
+                    made += 1
+                    if made == cap:
+                        break
+            if buf and made != cap:
                 yield self.collate(buf)
+
+    def _cap(self, stream: ValidationStream, workers: int, worker: int) -> int | None:
+        """This worker's batch limit for ``stream`` (None: all of it).
+
+        An int limit is per domain and per rank, dealt over the workers so that their batches
+        add up to it; a fraction is of this worker's own batches of the domain (counted by one
+        extra pass: validation sets are small), at least one.
+        """
+        if self.limit is None or (isinstance(self.limit, float) and self.limit == 1.0):
+            return None
+        if isinstance(self.limit, int):
+            return self.limit // workers + (1 if worker < self.limit % workers else 0)
+        n = sum(1 for _ in stream)
+        batches = -(-n // self.batch_size)
+        return min(batches, max(1, int(batches * self.limit)))

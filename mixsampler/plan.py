@@ -54,6 +54,10 @@ __all__ = [
     "MAX_RUNS",
     "Plan",
     "make_plan",
+    "check_importable",
+    "config_samples_per_step",
+    "config_unit",
+    "schedule_step_keys",
     "law_n_params",
     "law_mixture_params",
 ]
@@ -184,9 +188,9 @@ class Plan:
                     f"base_config {str(path)!r} must hold a YAML mapping, got {base!r}"
                 )
 
-        columns = [RUN, "mixture", "model", N_TOKENS, "max_steps", "config"] + [
-            weight_column(d) for d in self.domains
-        ]
+        unit = config_unit(base)
+        columns = [RUN, "mixture", "model", N_TOKENS, "n_tokens_unit", "law", "max_steps"]
+        columns += ["config"] + [weight_column(d) for d in self.domains]
         rows = []
         for run in self.runs:
             cfg = copy.deepcopy(base)
@@ -208,6 +212,9 @@ class Plan:
                 {
                     **run,
                     "max_steps": "" if max_steps is None else max_steps,
+                    # D's unit (the datamodule's), and the law the sweep was sized for.
+                    "n_tokens_unit": unit,
+                    "law": self.law or "",
                     "config": str(cfg_path),
                 }
             )
@@ -405,3 +412,148 @@ def _set_logger_callback(trainer: dict[str, Any], *, path: str, run: dict[str, A
         callbacks.append({"class_path": "mixsampler.callbacks.DomainLossLogger", "init_args": args})
     args["path"] = path
     args["run"] = run[RUN]
+
+
+def _data_args(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    data = cfg.get("data") or {}
+    if not isinstance(data, Mapping):
+        return {}
+    return data.get("init_args") or {} if "class_path" in data else data
+
+
+def config_unit(cfg: Mapping[str, Any]) -> str:
+    """What D counts in runs of this LightningCLI config: the datamodule's ``unit``.
+
+    ``"samples"`` (MixtureDataModule's default; images, audio) or ``"tokens"``.
+
+    Example:
+        >>> config_unit({"data": {"init_args": {"unit": "tokens"}, "class_path": "x.DM"}})
+        'tokens'
+        >>> config_unit({})
+        'samples'
+    """
+    unit = _data_args(cfg).get("unit", "samples")
+    return unit if unit in ("samples", "tokens") else "samples"
+
+
+def config_samples_per_step(cfg: Mapping[str, Any]) -> int | None:
+    """Samples per optimizer step over all ranks, from the config, or None when unknown.
+
+    ``data.batch_size`` x ``trainer.devices`` x ``trainer.num_nodes`` x
+    ``trainer.accumulate_grad_batches``; None when the batch size is not set in the config or
+    ``devices`` is not a number (``"auto"``, a list: the count is known only at run time).
+
+    Example:
+        >>> trainer = {"devices": 2, "accumulate_grad_batches": 4}
+        >>> config_samples_per_step({"data": {"batch_size": 16}, "trainer": trainer})
+        128
+        >>> config_samples_per_step({"trainer": {"devices": 2}}) is None
+        True
+    """
+    batch = _data_args(cfg).get("batch_size")
+    trainer = cfg.get("trainer") or {}
+    devices = trainer.get("devices", 1)
+    parts = [batch, devices, trainer.get("num_nodes", 1), trainer.get("accumulate_grad_batches", 1)]
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in parts):
+        return None
+    return math.prod(parts)
+
+
+# Names a model's own schedule (cosine decay, warmup) commonly reads its length from; such a
+# model does not see trainer.max_steps, so each run would train with the base config's schedule.
+_STEP_KEYS = ("max_steps", "max_iters", "total_steps", "lr_decay_iters", "num_training_steps")
+
+
+def schedule_step_keys(cfg: Mapping[str, Any]) -> list[str]:
+    """Dotted keys under ``model`` that look like a schedule's own step count.
+
+    Example:
+        >>> schedule_step_keys({"model": {"init_args": {"lr_decay_iters": 600, "lr": 1e-3}}})
+        ['model.init_args.lr_decay_iters']
+    """
+    found: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                name = f"{prefix}.{key}"
+                if key in _STEP_KEYS and not isinstance(value, Mapping):
+                    found.append(name)
+                walk(value, name)
+
+    walk(cfg.get("model") or {}, "model")
+    return found
+
+
+def check_importable(
+    cfg: Mapping[str, Any], where: str = "the config", extra_path: Sequence[str] = ()
+) -> list[str]:
+    """Import every ``class_path`` and dotted function path of the config; the failures.
+
+    The sweep's trainers import them in subprocesses; a module importable here only because
+    of the current folder fails there as ``exit status 2`` per run, its cause in train.log.
+
+    Args:
+        cfg: the LightningCLI config.
+        where: how errors name it.
+        extra_path: folders the trainers have on their path too (the plan folder).
+
+    Returns:
+        One message per path that does not import, naming the key, the path and the import
+        error, and the ways to make the module reachable (install the package, or put its
+        folder on ``PYTHONPATH``); empty when all import.
+
+    Example:
+        >>> check_importable({"model": {"class_path": "torch.nn.Linear"}})
+        []
+        >>> print(check_importable({"model": {"class_path": "nope_pkg.Model"}})[0][:55])
+        the config: model.class_path='nope_pkg.Model' cannot be
+    """
+    import sys
+
+    paths: list[tuple[str, str]] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                name = f"{prefix}.{key}" if prefix else str(key)
+                if key == "class_path" and isinstance(value, str):
+                    paths.append((name, value))
+                elif key in ("collate_fn", "length_fn", "transform", "val_transform") and (
+                    isinstance(value, str) and "." in value
+                ):
+                    paths.append((name, value))
+                else:
+                    walk(value, name)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{prefix}[{i}]")
+
+    walk(cfg, "")
+    # The folders the trainers will also have on their path (the plan folder).
+    added = [p for p in map(str, extra_path) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        return _import_all(paths, where)
+    finally:
+        for p in added:
+            sys.path.remove(p)
+
+
+def _import_all(paths: list[tuple[str, str]], where: str) -> list[str]:
+    import importlib
+
+    problems = []
+    for key, path in paths:
+        module, sep, attr = path.partition(":")
+        if not sep:
+            module, _, attr = path.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as err:
+            problems.append(
+                f"{where}: {key}={path!r} cannot be imported ({type(err).__name__}: {err}); the"
+                " sweep's trainers import it in new processes, so install its package"
+                " (pip install -e .) or put its folder on PYTHONPATH before sweeping"
+            )
+    return problems

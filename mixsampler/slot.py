@@ -34,6 +34,7 @@ from mixsampler import schedule
 from mixsampler.readers import END, ReaderContext
 from mixsampler.shared import _CORRUPT, _SAMPLES, _TICK, _TOKENS, _VERSION, _W
 from mixsampler.tario import CorruptShardError
+from mixsampler.transforms import sample_seed, with_seed
 
 if TYPE_CHECKING:
     from mixsampler.dataset import MixtureDataset
@@ -322,6 +323,8 @@ class _Run:
         k = len(names)
         tokens_unit = ds.unit == "tokens"
         length_fn = ds.length_fn
+        transform = ds.transform
+        seed, slot = ds.seed, self.slot
         sched = self.sched
         rank = self.rank_order
         row = self.counts_row
@@ -369,12 +372,19 @@ class _Run:
                 if length_fn is not None:
                     length = int(length_fn(sample))
                 elif ntok is not None:
-                    length = int(ntok)
+                    try:
+                        length = int(ntok)
+                    except (TypeError, ValueError):
+                        raise ValueError(
+                            f"domain {names[i]!r}: the 'ntok' field must be a whole number,"
+                            f" got {ntok!r} ({_where_sample(sample)})"
+                        ) from None
                 elif tokens_unit:
                     raise ValueError(
                         f"unit='tokens' needs each sample's length: domain {names[i]!r} gave a "
-                        "sample without an 'ntok' field; pass length_fn=, or write the shards "
-                        "with mixsampler.write_shards (which records ntok)"
+                        f"sample without an 'ntok' field ({_where_sample(sample)}); pass "
+                        "length_fn=, or write the shards with mixsampler.write_shards (which "
+                        "records ntok)"
                     )
                 else:
                     length = 0
@@ -388,6 +398,11 @@ class _Run:
                     samples[i] += 1
                     if length:
                         tokens[i] += length
+                if transform is not None:
+                    # Seeded by the sample's place in this slot's stream: row[i] is part of
+                    # the checkpointed counts, so a resume repeats the same augmentations.
+                    made = with_seed(transform, out, sample_seed(seed, slot, i, row[i]))
+                    out = made if isinstance(made, dict) else {"sample": made}
                 row[i] += 1  # _SAMPLES row
                 if length:
                     row[k + i] += length  # _TOKENS row
@@ -396,3 +411,10 @@ class _Run:
 
     def __repr__(self) -> str:
         return f"_Run({self._where()}, n={self.n})"
+
+
+def _where_sample(sample: Any) -> str:
+    """Where a sample came from, for errors: its shard and key when it has them."""
+    if isinstance(sample, dict) and "__key__" in sample:
+        return f"shard {sample.get('__url__', '?')}, key {sample['__key__']!r}"
+    return "not from a shard"

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="base LightningCLI YAML shared by every run")
     p.add_argument(
         "--tokens",
+        "--samples",
+        dest="tokens",
         nargs="+",
         required=True,
         metavar="D",
-        help="token budget(s) per run, e.g. 5e7 1e8 or 50M 100M",
+        help="budget(s) D per run in the datamodule's unit, e.g. 5e7 1e8 or 50M 100M: tokens"
+        " with unit='tokens', samples with unit='samples' (images, audio; --samples says so)",
     )
     p.add_argument(
         "--model",
@@ -65,8 +69,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--tokens-per-step",
+        "--samples-per-step",
+        dest="tokens_per_step",
         type=int,
-        help="tokens per optimizer step over all ranks; sets trainer.max_steps per run",
+        help="D per optimizer step over all ranks; sets trainer.max_steps per run (default:"
+        " from --config, data.batch_size x devices x num_nodes x accumulate_grad_batches,"
+        " times --seq-len when D counts tokens)",
+    )
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        help="tokens per sample, to derive tokens per step from the config's batch size",
     )
     p.set_defaults(func=_run)
 
@@ -154,6 +167,33 @@ def _check_out(out: str) -> Path:
     return path
 
 
+def _tokens_per_step(args: argparse.Namespace, config: dict[str, Any] | None) -> int | None:
+    """--tokens-per-step as given, else derived from the config (None when it cannot be)."""
+    from mixsampler.plan import config_samples_per_step, config_unit
+
+    if args.seq_len is not None and args.seq_len <= 0:
+        raise ValueError(f"--seq-len must be a positive integer, got {args.seq_len!r}")
+    if args.tokens_per_step is not None or config is None:
+        return args.tokens_per_step
+    samples = config_samples_per_step(config)
+    if samples is None:
+        return None
+    if config_unit(config) == "samples":
+        per_step = samples
+    elif args.seq_len is not None:
+        per_step = samples * args.seq_len
+    else:
+        print(
+            "warning: the config mixes by tokens: give --seq-len (tokens per sample) or"
+            " --tokens-per-step to set each run's trainer.max_steps; max_steps is left as the"
+            " config has it",
+            file=sys.stderr,
+        )
+        return None
+    print(f"D per optimizer step, derived from --config: {per_step} ({config_unit(config)})")
+    return per_step
+
+
 def _run(args: argparse.Namespace) -> int:
     from mixsampler.laws.commands.args import number
     from mixsampler.plan import make_plan
@@ -186,7 +226,22 @@ def _run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
     )
-    path = plan.write(out, base_config=config, tokens_per_step=args.tokens_per_step)
+    per_step = _tokens_per_step(args, config)
+    if config is not None:
+        from mixsampler.plan import check_importable, schedule_step_keys
+
+        # A warning here (plan may run where the user's package is not installed); the sweep
+        # fails at once on the first run that cannot import it.
+        for problem in check_importable(config, f"--config {args.config}", extra_path=[str(out)]):
+            print(f"warning: {problem}", file=sys.stderr)
+        for key in schedule_step_keys(config):
+            print(
+                f"warning: {key} is set in --config: a schedule that reads its own step count"
+                " does not see the trainer.max_steps each run gets; set it per model size"
+                f" (--model NAME:{key}=STEPS) or have the model read self.trainer.max_steps",
+                file=sys.stderr,
+            )
+    path = plan.write(out, base_config=config, tokens_per_step=per_step)
     sized = (
         f" ({plan.law} law: {plan.mixture_params} of its {plan.n_params} parameters need"
         " distinct mixtures)"

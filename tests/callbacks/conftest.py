@@ -1,16 +1,9 @@
-"""Make the tiny test models importable as ``tiny_lm`` (also by subprocesses and LightningCLI)."""
+"""One torch thread per test. The tiny test models are in tests/helpers (on pytest's path)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
 
 
 @pytest.fixture(autouse=True)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from tiny_lm import QUIET_TRAINER, TinyLM, write_domain_shards
 
 from mixsampler import MixtureDataModule, MixtureDataset
 from mixsampler.datamodule import MixtureCollate, MixtureLoader, ValidationLoader, ValidationStream
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "callbacks"))
-from tiny_lm import QUIET_TRAINER, TinyLM, write_domain_shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")

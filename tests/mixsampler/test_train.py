@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,7 @@ import pytest
 import yaml
 
 HERE = Path(__file__).resolve().parent
-TINY = HERE.parent / "callbacks"
-sys.path.insert(0, str(TINY))
+TINY = HERE.parent / "helpers"
 from tiny_lm import TinyLM, write_domain_shards  # noqa: E402
 
 from mixsampler import cli as mixsampler_cli  # noqa: E402

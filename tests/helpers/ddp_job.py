@@ -1,5 +1,8 @@
 """One training run for the DDP test: `python ddp_job.py DEVICES OUT DATA` (Lightning re-runs
-this file for rank 1), or `run(...)` in-process for the single-process reference."""
+this file for rank 1), or `run(...)` in-process for the single-process reference.
+
+Run as a script, its folder (tests/helpers) is first on the import path, so ``tiny_lm`` imports.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-HERE = str(Path(__file__).resolve().parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from tiny_lm import TinyLM
 
-import lightning.pytorch as pl  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from tiny_lm import TinyLM  # noqa: E402
-
-from mixsampler import MixtureDataModule  # noqa: E402
-from mixsampler.callbacks import DomainLossLogger, MixtureWeights  # noqa: E402
+from mixsampler import MixtureDataModule
+from mixsampler.callbacks import DomainLossLogger, MixtureWeights
 
 
 def run(devices: int, out: Path, root: Path) -> None:
