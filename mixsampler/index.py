@@ -46,7 +46,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mixsampler.tario import _KEY, _META, _ZERO_BLOCK, _is_local, _local_path, walk_tar
+from mixsampler.tario import MEMBER_NAME, META_MEMBER, ZERO_BLOCK, is_local, local_path, walk_tar
 
 __all__ = [
     "ShardIndex",
@@ -134,7 +134,7 @@ class ShardIndex:
         # From the first member's own tar header on: each member's header is checked below.
         lo, hi = offsets[0] - 512, offsets[-1] + sizes[-1]
         if f is None:
-            with open(_local_path(self.url), "rb", buffering=0) as g:
+            with open(local_path(self.url), "rb", buffering=0) as g:
                 g.seek(lo)
                 buf = g.read(hi - lo)
         else:
@@ -184,10 +184,10 @@ def _names(name: str, key: str, ext: str) -> bool:
 
 def _fingerprint(url: str) -> str | None:
     """SHA-1 of the shard's size and its first and last 4 KiB (two reads); None for streams."""
-    if not _is_local(url):
+    if not is_local(url):
         return None
     h = hashlib.sha1()
-    with open(_local_path(url), "rb", buffering=0) as f:
+    with open(local_path(url), "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         h.update(size.to_bytes(8, "little"))
         h.update(f.read(_PRINT_BLOCK))
@@ -198,10 +198,10 @@ def _fingerprint(url: str) -> str | None:
 
 
 def _stamp(url: str) -> tuple[int, int] | None:
-    if not _is_local(url):
+    if not is_local(url):
         return None
     try:
-        st = os.stat(_local_path(url))
+        st = os.stat(local_path(url))
     except FileNotFoundError:
         raise FileNotFoundError(f"shard {url} does not exist") from None
     return (st.st_size, st.st_mtime_ns)
@@ -265,7 +265,7 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
     (ustar, pax ``path``/``size`` records, GNU long names) and gives up on anything else,
     including every kind of damage, so damaged shards get tarfile's walk and its reports.
     """
-    with open(_local_path(url), "rb") as f:
+    with open(local_path(url), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < 512:
             return None
@@ -275,8 +275,8 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
         pos, head, name, length = 0, -1, None, None
         while pos < size:
             buf = mm[pos : pos + 512]
-            if buf == _ZERO_BLOCK or len(buf) < 512:
-                return out if buf == _ZERO_BLOCK and head < 0 else None
+            if buf == ZERO_BLOCK or len(buf) < 512:
+                return out if buf == ZERO_BLOCK and head < 0 else None
             info = _header(buf)
             if info is None:
                 return None
@@ -305,8 +305,8 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
             pos = nxt
             if not info.isfile():
                 continue
-            m = _KEY.match(member)
-            if m is None or ("__" in member and _META.search(member)):
+            m = MEMBER_NAME.match(member)
+            if m is None or ("__" in member and META_MEMBER.search(member)):
                 continue
             key, ext = m.group(1), m.group(2).lower()
             if not out or out[-1][0] != key:
@@ -316,7 +316,7 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
 
 
 def _walk(url: str) -> ShardIndex:
-    if _is_local(url):
+    if is_local(url):
         stamp, fingerprint = _stamp(url), _fingerprint(url)
         layout = _fast_layout(url)
         if layout is not None:
@@ -368,12 +368,12 @@ def _build(
 
 
 def _abs(url: str) -> str:
-    return os.path.abspath(_local_path(url))
+    return os.path.abspath(local_path(url))
 
 
 def sidecar_path(url: str) -> str:
     """The index file beside a local shard: ``.<name>.idx`` in the shard's folder."""
-    path = os.path.abspath(_local_path(url))
+    path = os.path.abspath(local_path(url))
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.idx")
 
@@ -382,7 +382,7 @@ def _cache_path(url: str) -> str:
     root = os.environ.get("MIXSAMPLER_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mixsampler"
     )
-    digest = hashlib.sha256(os.path.abspath(_local_path(url)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(os.path.abspath(local_path(url)).encode()).hexdigest()[:32]
     return os.path.join(root, "index", f"{digest}.idx")
 
 
@@ -390,7 +390,7 @@ def _meta(idx: ShardIndex) -> dict[str, Any]:
     return {
         "format": "mixsampler-index",
         "version": _VERSION,
-        "path": os.path.abspath(_local_path(idx.url)),
+        "path": os.path.abspath(local_path(idx.url)),
         "stamp": list(idx.stamp) if idx.stamp else None,
         "fingerprint": idx.fingerprint,
         "count": idx.count,
@@ -537,7 +537,7 @@ def build_index(url: str, *, force: bool = False) -> ShardIndex:
         >>> build_index("data/web-000000.tar").count  # doctest: +SKIP
         2000
     """
-    if _is_local(url) and not os.path.isfile(_local_path(url)):
+    if is_local(url) and not os.path.isfile(local_path(url)):
         raise FileNotFoundError(f"shard {url} does not exist")
     if not force:
         return load_index(url)
