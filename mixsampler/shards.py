@@ -227,17 +227,20 @@ class _Packer:
         self.pending = 0
         self.documents = 0
 
-    def add(self, ids: np.ndarray) -> None:
-        ids = ids.astype(self.dtype, copy=False)
-        self.documents += 1
-        if self.size is None:
-            self.writer.add(ids)
+    def add(self, part: _Part) -> None:
+        """Add one job's documents of this split (joined by the worker, see :func:`_join`)."""
+        stream, ndocs, docs = part
+        if docs is not None:
+            for ids in docs:
+                self.writer.add(ids)
+            self.documents += len(docs)
             return
-        if self.eos is None and self.documents > 1 and len(self.separator):
-            self._push(self.separator)
-        self._push(ids)
-        if self.eos is not None:
-            self._push(self.eos)
+        if not ndocs:
+            return
+        if self.eos is None and self.documents and len(self.separator):
+            self._push(self.separator)  # between the last job's last document and this one
+        self._push(stream)
+        self.documents += ndocs
 
     def _push(self, ids: np.ndarray) -> None:
         size = self.size
@@ -272,11 +275,51 @@ def _is_val(text: str, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
 
 
-def _encode_job(
-    tokenizer: Tokenizer, texts: list[str], fraction: float
-) -> tuple[list[np.ndarray], list[bool]]:
-    """Tokenize one job of documents and decide their split (runs in a worker)."""
-    return tokenizer.encode_batch(texts), [_is_val(t, fraction) for t in texts]
+# One split's share of a job: its documents joined into one stream (each followed by the EOS,
+# or separated by the separator), their count, and the documents themselves when each is to
+# be one sample (else None).
+_Part = tuple[np.ndarray, int, list[np.ndarray] | None]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """How a worker turns texts into ids: what it needs besides the texts (pickled once a job)."""
+
+    tokenizer: Tokenizer
+    fraction: float
+    dtype: np.dtype
+    eos: int | None
+    separator: np.ndarray
+    whole_documents: bool
+
+
+def _join(job: _Job, docs: list[np.ndarray]) -> _Part:
+    if job.whole_documents:
+        return np.empty(0, job.dtype), len(docs), [d.astype(job.dtype) for d in docs]
+    if not docs:
+        return np.empty(0, job.dtype), 0, None
+    glue = np.asarray([job.eos], job.dtype) if job.eos is not None else job.separator
+    pieces = []
+    for i, ids in enumerate(docs):
+        if job.eos is None and i and len(glue):
+            pieces.append(glue)
+        pieces.append(ids)
+        if job.eos is not None:
+            pieces.append(glue)
+    return np.concatenate(pieces).astype(job.dtype, copy=False), len(docs), None
+
+
+def _encode_job(job: _Job, texts: list[str]) -> tuple[_Part, _Part]:
+    """Tokenize one job of documents, split them and join each split (runs in a worker).
+
+    Joined here, so the main process gets two arrays a job instead of one per document:
+    it only packs and writes, and more workers are not held back by it.
+    """
+    ids = job.tokenizer.encode_batch(texts)
+    held = [_is_val(t, job.fraction) for t in texts]
+    train = _join(job, [a for a, h in zip(ids, held, strict=True) if not h])
+    val = _join(job, [a for a, h in zip(ids, held, strict=True) if h])
+    return train, val
 
 
 def _jobs(docs: Iterable[str]) -> Iterator[list[str]]:
@@ -292,17 +335,15 @@ def _jobs(docs: Iterable[str]) -> Iterator[list[str]]:
         yield job
 
 
-def _encoded(
-    tokenizer: Tokenizer, docs: Iterable[str], fraction: float, workers: int
-) -> Iterator[tuple[list[np.ndarray], list[bool]]]:
+def _encoded(job: _Job, docs: Iterable[str], workers: int) -> Iterator[tuple[_Part, _Part]]:
     """The jobs' results in input order, whatever the number of workers.
 
     Workers get at most ``2 x workers`` jobs ahead of the writer, so memory stays flat on a
     corpus of any size (``Pool.imap`` would read the whole input ahead).
     """
     if workers == 1:
-        for job in _jobs(docs):
-            yield _encode_job(tokenizer, job, fraction)
+        for texts in _jobs(docs):
+            yield _encode_job(job, texts)
         return
     import multiprocessing as mp
     from collections import deque
@@ -311,8 +352,8 @@ def _encoded(
     ctx = mp.get_context("forkserver")
     with ctx.Pool(workers) as pool:
         queue: deque = deque()
-        for job in _jobs(docs):
-            queue.append(pool.apply_async(_encode_job, (tokenizer, job, fraction)))
+        for texts in _jobs(docs):
+            queue.append(pool.apply_async(_encode_job, (job, texts)))
             if len(queue) >= 2 * workers:
                 yield queue.popleft().get()
         while queue:
@@ -503,11 +544,12 @@ def _write_splits(
 
         bar = tqdm(desc=f"shards {domain}", unit="tok", unit_scale=True)
     try:
-        for ids_list, held in _encoded(tok, documents(), val_fraction, workers):
-            for ids, is_val in zip(ids_list, held, strict=True):
-                parts[1 if is_val else 0][1].add(ids)
+        job = _Job(tok, val_fraction, dtype, tok.eos_id, sep.astype(dtype), size is None)
+        for done in _encoded(job, documents(), workers):
+            for (_, packer), part in zip(parts, done, strict=False):
+                packer.add(part)
             if bar is not None:
-                bar.update(sum(len(i) for i in ids_list))
+                bar.update(sum(len(p[0]) + sum(map(len, p[2] or ())) for p in done))
     finally:
         if bar is not None:
             bar.close()

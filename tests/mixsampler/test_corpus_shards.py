@@ -347,3 +347,19 @@ def test_jsonl_and_parquet_to_a_trainer_with_the_built_in_collate(tokenizer_file
     )
     trainer.fit(model, datamodule=dm)
     assert model.shapes == [(8, 16, True, True)] * 3  # 2 samples x 4 windows of 16 tokens
+
+
+def test_token_samples_that_do_not_add_up_are_errors_naming_shard_and_key():
+    where = {"__key__": "000000007", "__url__": "s/web-000001.tar"}
+    with pytest.raises(ValueError, match=r"'000000007' of shard s/web-000001.tar has no 'bin'"):
+        token_ids({**where, "ntok": b"3"})
+    with pytest.raises(ValueError, match=r"has no 'ntok' member"):
+        TokenWindows(4)([{**where, "bin": b"abcdefgh"}])
+    with pytest.raises(ValueError, match=r"7 bytes of 'bin' for ntok=3 tokens"):
+        token_ids({**where, "bin": b"1234567", "ntok": b"3"})
+    with pytest.raises(ValueError, match=r"holds 5 tokens, fewer than seq_len \+ 1 = 9"):
+        TokenWindows(8)([{**where, "bin": b"12345", "ntok": b"5"}])
+    with pytest.raises(ValueError, match="seq_len must be a positive int, got 0"):
+        TokenWindows(0)
+    wide = np.array([70000, 1, 2], np.uint32)
+    assert token_ids({"bin": wide.tobytes(), "ntok": b"3"}).tolist() == [70000, 1, 2]
