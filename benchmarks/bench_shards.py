@@ -207,12 +207,15 @@ def main() -> None:
         runs = ", ".join(f"{t:.2f}" for t in ts)
         lines.append(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {runs} |")
     assert result is not None
-    tw = _tarwriter_bytes_per_token(result, args.folder)
+    try:
+        tw = f"{_tarwriter_bytes_per_token(result, args.folder):.3f}"
+    except ImportError as err:
+        tw = f"skipped ({err})"
     lines += [
         "",
         f"bytes/token: mixsampler shards {result.bytes_per_token:.3f} ({result.dtype}, "
         f"{result.samples} samples of 16385 tokens, {len(result.paths)} shards); "
-        f"webdataset TarWriter 8 x 129 uint16 per sample {tw:.3f}",
+        f"webdataset TarWriter 8 x 129 uint16 per sample {tw}",
         f"litdata optimize: {_litdata(corpus, tokenizer, args.folder)}",
     ]
     report = "\n".join(lines)

@@ -108,7 +108,7 @@ class HFTokenizer:
         tok = self._load()
         self.vocab_size = int(tok.get_vocab_size(with_added_tokens=True))
         self.eos_id = self._eos_id(tok, eos, folder)
-        self._tok: Any = None  # loaded again in each process that encodes (see __getstate__)
+        self._tok: Any = tok  # not pickled: each worker process loads its own (__getstate__)
 
     def _load(self) -> Any:
         try:
