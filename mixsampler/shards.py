@@ -64,7 +64,6 @@ from mixsampler.tokens import Tokenizer, id_dtype, load_tokenizer
 __all__ = ["ShardResult", "write_shards", "collect_files", "DEFAULT_SAMPLE_TOKENS"]
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_SHARD_FILE = re.compile(r"^.+-\d{6,}\.tar$")
 
 # Tokens per sample with a tokenizer: 16 x 1024 + 1, so windows of any power-of-two length up
 # to 16,384 (plus the one-token shift of the targets) use every token, and the tar overhead
@@ -478,10 +477,12 @@ def write_shards(
 
 def _existing(out: str, domain: str) -> list[str]:
     """This domain's shards in ``out`` and ``out/val``."""
+    # Exactly <domain>-NNNNNN.tar: the glob alone would take domain "web-code" for "web".
+    own = re.compile(re.escape(domain) + r"-\d{6,}\.tar")
     found = []
     for folder in (out, os.path.join(out, "val")):
         pattern = os.path.join(glob.escape(folder), f"{glob.escape(domain)}-*.tar")
-        found += sorted(p for p in glob.glob(pattern) if _SHARD_FILE.match(os.path.basename(p)))
+        found += sorted(p for p in glob.glob(pattern) if own.fullmatch(os.path.basename(p)))
     return found
 
 

@@ -363,3 +363,16 @@ def test_token_samples_that_do_not_add_up_are_errors_naming_shard_and_key():
         TokenWindows(0)
     wide = np.array([70000, 1, 2], np.uint32)
     assert token_ids({"bin": wide.tobytes(), "ntok": b"3"}).tolist() == [70000, 1, 2]
+
+
+def test_a_domain_is_not_confused_with_one_whose_name_extends_it(tmp_path):
+    doc = tmp_path / "d.txt"
+    doc.write_text("hello world")
+    out = tmp_path / "out"
+    write_shards(doc, out, domain="web-code")
+    write_shards(doc, out, domain="web")  # web-code-000000.tar is not a shard of "web"
+    write_shards(doc, out, domain="web", overwrite=True)
+    assert sorted(p for p in os.listdir(out) if p.endswith(".tar")) == [
+        "web-000000.tar",
+        "web-code-000000.tar",
+    ]
