@@ -346,17 +346,30 @@ def _encoded(job: _Job, docs: Iterable[str], workers: int) -> Iterator[tuple[_Pa
         return
     import multiprocessing as mp
     from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # forkserver: no fork of a process that already runs threads (torch's, the tokenizer's).
-    ctx = mp.get_context("forkserver")
-    with ctx.Pool(workers) as pool:
+    # An executor, not a Pool: a worker that dies (or cannot start) is an error here, where a
+    # Pool would start a new one and wait for the lost job forever.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"))
+    try:
         queue: deque = deque()
         for texts in _jobs(docs):
-            queue.append(pool.apply_async(_encode_job, (job, texts)))
+            queue.append(pool.submit(_encode_job, job, texts))
             if len(queue) >= 2 * workers:
-                yield queue.popleft().get()
+                yield queue.popleft().result()
         while queue:
-            yield queue.popleft().get()
+            yield queue.popleft().result()
+    except BrokenProcessPool:
+        raise RuntimeError(
+            f"a tokenizer worker process (workers={workers}) died or could not start (killed "
+            "for memory, or a main module that cannot be imported again, such as code piped "
+            "to python's stdin; see the worker's traceback above). Run from a script file, "
+            "or with workers=1 (--workers 1)"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_shards(

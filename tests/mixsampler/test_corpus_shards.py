@@ -376,3 +376,22 @@ def test_a_domain_is_not_confused_with_one_whose_name_extends_it(tmp_path):
         "web-000000.tar",
         "web-code-000000.tar",
     ]
+
+
+def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path):
+    """Code piped to python's stdin cannot be re-imported by a forkserver worker."""
+    import subprocess
+    import sys
+
+    (tmp_path / "d.txt").write_text("some text " * 50)
+    code = (
+        "from mixsampler import write_shards\n"
+        f"write_shards({str(tmp_path / 'd.txt')!r}, {str(tmp_path / 'o')!r}, domain='d',"
+        " workers=2)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1
+    assert "RuntimeError: a tokenizer worker process (workers=2) died or could not" in run.stderr
+    assert os.listdir(tmp_path / "o") == []  # no shard, no staging folder left
