@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "CorruptShardError": "mixsampler.dataset",
     "write_shards": "mixsampler.shards",
     "ShardResult": "mixsampler.shards",
+    "TokenWindows": "mixsampler.collate",
+    "token_ids": "mixsampler.tokens",
     "MixtureDataModule": "mixsampler.datamodule",
     "MixtureLoader": "mixsampler.loader",
     "make_plan": "mixsampler.plan",

@@ -11,10 +11,18 @@ is built once by walking the shard (the same walk, and the same corrupt-member h
    ``$XDG_CACHE_HOME/mixsampler`` or ``~/.cache/mixsampler``), with a warning;
 3. if that fails too, in memory only, with a warning (every process then walks the shard).
 
-A cached index is used only while the shard's size and modification time are the ones it
-was built from; otherwise it is rebuilt. URLs without random access (``pipe:``, ``http:``,
-``s3:`` ...) are indexed in memory by streaming them once per process; see
-:class:`mixsampler.tarreader.TarReader` for what that costs.
+A cached index is used only while the shard's size, modification time and *fingerprint* (a
+SHA-1 of its size and its first and last 4 KiB, two page reads) are the ones it was built
+from; otherwise it is rebuilt. So a shard rewritten in place with its size and mtime restored
+is caught when its index is loaded, and a bit flip in the index file is caught by the CRC-32
+of its arrays stored in its header (the index is rebuilt). Every sample read through an index
+also checks the tar header of each of its members (one read, 512 bytes more a sample): a name
+or size that disagrees with the index raises :class:`StaleIndexError` naming the shard and
+sample, rather than handing training bytes from the wrong place.
+
+URLs without random access (``pipe:``, ``http:``, ``s3:`` ...) are indexed in memory by
+streaming them once per process; see :class:`mixsampler.tarreader.TarReader` for what that
+costs.
 
 Example:
     >>> idx = build_index("data/web-000000.tar")  # doctest: +SKIP
@@ -31,17 +39,28 @@ import os
 import tarfile
 import tempfile
 import warnings
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from mixsampler.tario import _KEY, _META, _ZERO_BLOCK, _is_local, _local_path, walk_tar
+from mixsampler.tario import MEMBER_NAME, META_MEMBER, ZERO_BLOCK, is_local, local_path, walk_tar
 
-__all__ = ["ShardIndex", "build_index", "load_index", "shard_info", "clear_cache"]
+__all__ = [
+    "ShardIndex",
+    "StaleIndexError",
+    "build_index",
+    "load_index",
+    "shard_info",
+    "clear_cache",
+    "sidecar_path",
+]
 
-_VERSION = 1
+# 2: the header holds the shard's fingerprint and the arrays' CRC-32.
+_VERSION = 2
+_PRINT_BLOCK = 4096
 _MAGIC = b"MIXIDX1\n"
 # Header types the fast walk understands: extended headers naming the next member, and the
 # plain ones (files, directories, links; only files become members).
@@ -56,6 +75,10 @@ _memory_only: dict[str, ShardIndex] = {}  # indexes that could not be written an
 _warned: set[str] = set()
 
 
+class StaleIndexError(RuntimeError):
+    """A shard does not match its index: it was rewritten after it was indexed, or damaged."""
+
+
 @dataclass(frozen=True)
 class ShardIndex:
     """Where the samples of one shard are (arrays, memory-mapped when loaded from a file).
@@ -63,6 +86,7 @@ class ShardIndex:
     Attributes:
         url: the shard.
         stamp: ``(size, mtime_ns)`` of the shard it was built from; None for streams.
+        fingerprint: SHA-1 of the shard's size and first and last 4 KiB; None for streams.
         arrays: ``first`` (``count + 1`` member numbers: sample ``i`` owns members
             ``first[i]:first[i+1]``), per member ``offset`` and ``size`` of its data and
             ``ext`` (a number into ``exts``), per sample ``starts`` (byte offset of its first
@@ -77,6 +101,7 @@ class ShardIndex:
     arrays: dict[str, np.ndarray]
     exts: tuple[str, ...]
     events: tuple[tuple[int, str], ...] = field(default=())
+    fingerprint: str | None = None
 
     @property
     def count(self) -> int:
@@ -106,24 +131,38 @@ class ShardIndex:
         # One slice per array and sample: numpy scalar indexing costs ~100 ns per element.
         offsets = arrays["offset"][lo_m:hi_m].tolist()
         sizes = arrays["size"][lo_m:hi_m].tolist()
-        lo, hi = offsets[0], offsets[-1] + sizes[-1]
+        # From the first member's own tar header on: each member's header is checked below.
+        lo, hi = offsets[0] - 512, offsets[-1] + sizes[-1]
         if f is None:
-            with open(_local_path(self.url), "rb", buffering=0) as g:
+            with open(local_path(self.url), "rb", buffering=0) as g:
                 g.seek(lo)
                 buf = g.read(hi - lo)
         else:
             f.seek(lo)
             buf = f.read(hi - lo)
-        if len(buf) != hi - lo:
-            raise OSError(f"shard {self.url} is shorter than its index says: it changed")
         k0, k1 = arrays["keyoff"][i : i + 2].tolist()
         key = arrays["keyblob"][k0:k1].tobytes().decode("utf-8", "surrogateescape")
+        if len(buf) != hi - lo:
+            self._stale(i, key, f"it ends at byte {lo + len(buf)}, before the sample's end {hi}")
         sample: dict[str, Any] = {"__key__": key, "__url__": self.url}
         exts = self.exts
         for e, at, size in zip(arrays["ext"][lo_m:hi_m].tolist(), offsets, sizes, strict=True):
             at -= lo
-            sample[exts[e]] = buf[at : at + size]
+            ext = exts[e]
+            head = _header(buf[at - 512 : at])
+            if head is None or head.size != size or not _names(head.name, key, ext):
+                got = "no valid tar header" if head is None else f"{head.name!r} ({head.size} B)"
+                self._stale(i, key, f"member {key}.{ext} ({size} B) is {got} in the shard")
+            sample[ext] = buf[at : at + size]
         return sample, hi - lo
+
+    def _stale(self, i: int, key: str, why: str) -> None:
+        raise StaleIndexError(
+            f"shard {self.url} does not match its index at sample {i} (key {key!r}): {why}. "
+            "The shard was rewritten after it was indexed (with its size and modification "
+            "time kept) or one of the two is damaged; rebuild the index with "
+            f"mixsampler.index.build_index({self.url!r}, force=True) once the shard is final"
+        )
 
     def read(self, i: int, f: BinaryIO | None = None) -> dict[str, Any]:
         """Sample ``i`` as :func:`~mixsampler.tario.iter_tar` gives it, in one read.
@@ -136,11 +175,33 @@ class ShardIndex:
         return self.read_counted(i, f)[0]
 
 
+def _names(name: str, key: str, ext: str) -> bool:
+    """Whether a header's name is the member ``key.ext`` (a name cut at 100 bytes passes)."""
+    if len(name.encode("utf-8", "surrogateescape")) >= 99:
+        return True  # a long name lives in a pax or GNU header before this one
+    return name.lower() == f"{key}.{ext}".lower()
+
+
+def _fingerprint(url: str) -> str | None:
+    """SHA-1 of the shard's size and its first and last 4 KiB (two reads); None for streams."""
+    if not is_local(url):
+        return None
+    h = hashlib.sha1()
+    with open(local_path(url), "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(size.to_bytes(8, "little"))
+        h.update(f.read(_PRINT_BLOCK))
+        if size > _PRINT_BLOCK:
+            f.seek(max(_PRINT_BLOCK, size - _PRINT_BLOCK))
+            h.update(f.read(_PRINT_BLOCK))
+    return h.hexdigest()
+
+
 def _stamp(url: str) -> tuple[int, int] | None:
-    if not _is_local(url):
+    if not is_local(url):
         return None
     try:
-        st = os.stat(_local_path(url))
+        st = os.stat(local_path(url))
     except FileNotFoundError:
         raise FileNotFoundError(f"shard {url} does not exist") from None
     return (st.st_size, st.st_mtime_ns)
@@ -204,7 +265,7 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
     (ustar, pax ``path``/``size`` records, GNU long names) and gives up on anything else,
     including every kind of damage, so damaged shards get tarfile's walk and its reports.
     """
-    with open(_local_path(url), "rb") as f:
+    with open(local_path(url), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < 512:
             return None
@@ -214,8 +275,8 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
         pos, head, name, length = 0, -1, None, None
         while pos < size:
             buf = mm[pos : pos + 512]
-            if buf == _ZERO_BLOCK or len(buf) < 512:
-                return out if buf == _ZERO_BLOCK and head < 0 else None
+            if buf == ZERO_BLOCK or len(buf) < 512:
+                return out if buf == ZERO_BLOCK and head < 0 else None
             info = _header(buf)
             if info is None:
                 return None
@@ -244,8 +305,8 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
             pos = nxt
             if not info.isfile():
                 continue
-            m = _KEY.match(member)
-            if m is None or ("__" in member and _META.search(member)):
+            m = MEMBER_NAME.match(member)
+            if m is None or ("__" in member and META_MEMBER.search(member)):
                 continue
             key, ext = m.group(1), m.group(2).lower()
             if not out or out[-1][0] != key:
@@ -255,20 +316,21 @@ def _fast_layout(url: str) -> list[tuple[str, int, list[tuple[str, int, int]]]] 
 
 
 def _walk(url: str) -> ShardIndex:
-    if _is_local(url):
+    if is_local(url):
+        stamp, fingerprint = _stamp(url), _fingerprint(url)
         layout = _fast_layout(url)
         if layout is not None:
-            return _build(url, _stamp(url), layout, [])
+            return _build(url, stamp, layout, [], fingerprint)
     events: list[tuple[int, str]] = []
     layout = []
 
     def on_corrupt(_url: str, message: str) -> None:
         events.append((len(layout), message))
 
-    stamp = _stamp(url)
+    stamp, fingerprint = _stamp(url), _fingerprint(url)
     for sample, start, _, members in walk_tar(url, 0, on_corrupt, read=False):
         layout.append((sample["__key__"], start, members))
-    return _build(url, stamp, layout, events)
+    return _build(url, stamp, layout, events, fingerprint)
 
 
 def _build(
@@ -276,6 +338,7 @@ def _build(
     stamp: tuple[int, int] | None,
     layout: list[tuple[str, int, list[tuple[str, int, int]]]],
     events: list[tuple[int, str]],
+    fingerprint: str | None,
 ) -> ShardIndex:
     keys: list[bytes] = []
     first, offset, size, ext, starts = [0], [], [], [], []
@@ -301,16 +364,16 @@ def _build(
         "keyblob": np.frombuffer(b"".join(keys), np.uint8),
     }
     events_ = tuple((min(i, last), m) for i, m in events)
-    return ShardIndex(url=url, stamp=stamp, arrays=arrays, exts=tuple(exts), events=events_)
+    return ShardIndex(url, stamp, arrays, tuple(exts), events_, fingerprint)
 
 
 def _abs(url: str) -> str:
-    return os.path.abspath(_local_path(url))
+    return os.path.abspath(local_path(url))
 
 
 def sidecar_path(url: str) -> str:
     """The index file beside a local shard: ``.<name>.idx`` in the shard's folder."""
-    path = os.path.abspath(_local_path(url))
+    path = os.path.abspath(local_path(url))
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.idx")
 
@@ -319,7 +382,7 @@ def _cache_path(url: str) -> str:
     root = os.environ.get("MIXSAMPLER_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mixsampler"
     )
-    digest = hashlib.sha256(os.path.abspath(_local_path(url)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(os.path.abspath(local_path(url)).encode()).hexdigest()[:32]
     return os.path.join(root, "index", f"{digest}.idx")
 
 
@@ -327,8 +390,9 @@ def _meta(idx: ShardIndex) -> dict[str, Any]:
     return {
         "format": "mixsampler-index",
         "version": _VERSION,
-        "path": os.path.abspath(_local_path(idx.url)),
+        "path": os.path.abspath(local_path(idx.url)),
         "stamp": list(idx.stamp) if idx.stamp else None,
+        "fingerprint": idx.fingerprint,
         "count": idx.count,
         "exts": list(idx.exts),
         "events": [list(e) for e in idx.events],
@@ -344,18 +408,19 @@ def _save(idx: ShardIndex, path: str) -> None:
     """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     table, at = {}, 0
+    blobs = []
     for name, arr in idx.arrays.items():
         table[name] = [arr.dtype.str, at, len(arr)]
-        at += -(-arr.nbytes // 8) * 8
-    header = json.dumps({**_meta(idx), "arrays": table}).encode()
+        data = np.ascontiguousarray(arr).tobytes()
+        blobs.append(data + bytes(-len(data) % 8))
+        at += len(blobs[-1])
+    body = b"".join(blobs)
+    header = json.dumps({**_meta(idx), "arrays": table, "crc32": zlib.crc32(body)}).encode()
     header += b" " * (-(len(_MAGIC) + 8 + len(header)) % 8)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".idx")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + len(header).to_bytes(8, "little") + header)
-            for arr in idx.arrays.values():
-                data = np.ascontiguousarray(arr).tobytes()
-                f.write(data + bytes(-len(data) % 8))
+            f.write(_MAGIC + len(header).to_bytes(8, "little") + header + body)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -363,8 +428,14 @@ def _save(idx: ShardIndex, path: str) -> None:
         raise
 
 
-def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -> Any:
-    """The index (``full``) or ``(count, events)`` stored at ``path``; None if absent or stale."""
+def _load_file(
+    path: str, url: str, stamp: tuple[int, int] | None, full: bool, fingerprint: str | None
+) -> Any:
+    """The index (``full``) or ``(count, events)`` stored at ``path``; None if absent or stale.
+
+    Stale: another size, mtime or fingerprint than the shard's. A full load also checks the
+    CRC-32 of the arrays (a bit flip in an offset would shift samples).
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(len(_MAGIC) + 8)
@@ -382,6 +453,7 @@ def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -
                 # the user cache is keyed by path, so there the path has to match.
                 and (path == sidecar_path(url) or meta.get("path") == _abs(url))
                 and meta.get("stamp") == (list(stamp) if stamp else None)
+                and meta.get("fingerprint") == fingerprint
             )
             if not ok:
                 return None
@@ -390,12 +462,19 @@ def _load_file(path: str, url: str, stamp: tuple[int, int] | None, full: bool) -
                 return int(meta["count"]), events
             base = len(_MAGIC) + 8 + n
             mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size > base else b""
+        if zlib.crc32(memoryview(mm)[base:]) != meta.get("crc32"):
+            _warn_once(
+                path,
+                f"shard index {path} is damaged (its checksum does not match): rebuilding it "
+                f"from {url}",
+            )
+            return None
         arrays = {}
         for name, (dtype, at, length) in meta["arrays"].items():
             arrays[name] = np.frombuffer(mm, np.dtype(dtype), length, base + at)
         if len(arrays["starts"]) != meta["count"]:
             return None
-        return ShardIndex(url, stamp, arrays, tuple(meta["exts"]), events)
+        return ShardIndex(url, stamp, arrays, tuple(meta["exts"]), events, fingerprint)
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None  # missing, unreadable or not an index: rebuild
 
@@ -458,7 +537,7 @@ def build_index(url: str, *, force: bool = False) -> ShardIndex:
         >>> build_index("data/web-000000.tar").count  # doctest: +SKIP
         2000
     """
-    if _is_local(url) and not os.path.isfile(_local_path(url)):
+    if is_local(url) and not os.path.isfile(local_path(url)):
         raise FileNotFoundError(f"shard {url} does not exist")
     if not force:
         return load_index(url)
@@ -471,19 +550,20 @@ def build_index(url: str, *, force: bool = False) -> ShardIndex:
 def load_index(url: str) -> ShardIndex:
     """The index of a shard: from memory, the sidecar, the user cache, or built now."""
     stamp = _stamp(url)
+    fingerprint = _fingerprint(url)
     hit = _full.get(url) or _memory_only.get(url)
-    if hit is not None and hit.stamp == stamp:
+    if hit is not None and hit.stamp == stamp and hit.fingerprint == fingerprint:
         _full[url] = hit
         _full.move_to_end(url)
         return hit
     if stamp is not None:
         for path in (sidecar_path(url), _cache_path(url)):
-            idx = _load_file(path, url, stamp, full=True)
+            idx = _load_file(path, url, stamp, True, fingerprint)
             if idx is not None:
                 return _remember(idx)
         idx = _walk(url)
-        if _stamp(url) != idx.stamp:  # changed while we walked it: walk again
-            idx = _walk(url)
+        if (_stamp(url), _fingerprint(url)) != (idx.stamp, idx.fingerprint):
+            idx = _walk(url)  # changed while we walked it: walk again
         _store(idx)
         return _remember(idx)
     return _remember(_walk(url))  # a stream: memory only (see the module docstring)
@@ -496,8 +576,9 @@ def shard_info(url: str) -> tuple[int, tuple[tuple[int, str], ...]]:
     if hit is not None and hit[0] == stamp:
         return hit[1], hit[2]
     if stamp is not None:
+        fingerprint = _fingerprint(url)
         for path in (sidecar_path(url), _cache_path(url)):
-            got = _load_file(path, url, stamp, full=False)
+            got = _load_file(path, url, stamp, False, fingerprint)
             if got is not None:
                 _info[url] = (stamp, *got)
                 return got

@@ -4,18 +4,32 @@ A reader gives one slot's share of one domain, pass after pass, one sample per `
 :data:`END` at the end of a pass, and saves and loads its place as a small state. Shard domains
 have their own reader, :class:`mixsampler.tarreader.TarReader`; how each kind is split across
 slots is in :mod:`mixsampler.sources`.
+
+This module is the bottom of the three: it imports neither of the others. What a reader needs
+of its domain is a Protocol here (:class:`MapData`, :class:`IterData`, :class:`ShardList`),
+which the sources of :mod:`mixsampler.sources` satisfy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from mixsampler.sources import IterSource, MapSource
+__all__ = [
+    "END",
+    "SHARD_ORDER",
+    "BLOCK",
+    "PERM",
+    "ReaderContext",
+    "MapData",
+    "IterData",
+    "ShardList",
+    "MapReader",
+    "IterReader",
+]
 
 # Returned by a reader at the end of a pass (None is a legitimate sample of an iterable).
 END = object()
@@ -26,8 +40,30 @@ END = object()
 # cost about 15% more CPU in benchmarks/bench_sampler.py).
 _READ_CHUNK = 64
 
-# Keeps the per-domain RNG streams of shard order, block shuffles and permutations apart.
-_SHARD_ORDER, _BLOCK, _PERM = 1, 2, 3
+# Keeps the per-domain RNG streams of shard order, block shuffles and permutations apart
+# (the first key after the domain in ReaderContext.rng; shared with mixsampler.tarreader).
+SHARD_ORDER, BLOCK, PERM = 1, 2, 3
+
+
+class MapData(Protocol):
+    """A map-style domain: its name and data with ``__len__`` and ``__getitem__``."""
+
+    name: str
+    data: Any
+
+
+class IterData(Protocol):
+    """An iterable domain: its name and the iterable."""
+
+    name: str
+    data: Any
+
+
+class ShardList(Protocol):
+    """A shard domain: its name and its shard URLs."""
+
+    name: str
+    urls: list[str]
 
 
 class ReaderContext:
@@ -164,7 +200,7 @@ class _BlockReader:
         shard, block = self._cur[0], self._cur[1]
         pend = self._pend
         if len(pend) > 1:
-            order = self.ctx.rng(_BLOCK, self.pass_, shard, block).permutation(len(pend))
+            order = self.ctx.rng(BLOCK, self.pass_, shard, block).permutation(len(pend))
             pend = [pend[i] for i in order.tolist()]
         self._block, self._k = pend, 0
         self._pend, self._pend_full = [], False
@@ -233,7 +269,7 @@ class MapReader:
 
     owns_samples = False
 
-    def __init__(self, source: MapSource, ctx: ReaderContext) -> None:
+    def __init__(self, source: MapData, ctx: ReaderContext) -> None:
         self.source = source
         self.ctx = ctx
         self.pass_ = 0
@@ -248,7 +284,7 @@ class MapReader:
     def next(self) -> Any:
         mine = self._mine
         if mine is None:
-            perm = self.ctx.rng(_PERM, self.pass_).permutation(len(self.source.data))
+            perm = self.ctx.rng(PERM, self.pass_).permutation(len(self.source.data))
             mine = self._mine = perm[self.ctx.slot :: self.ctx.slots].tolist()
         if self.pos >= len(mine):
             self.pass_ += 1
@@ -271,7 +307,7 @@ class MapReader:
 class IterReader(_BlockReader):
     """One slot's reader of an iterable: every ``slots``-th item, block-shuffled."""
 
-    def __init__(self, source: IterSource, ctx: ReaderContext) -> None:
+    def __init__(self, source: IterData, ctx: ReaderContext) -> None:
         self.source = source
         self.name = source.name
         self.one_shot = False  # iter() gave the object itself: it cannot start a new pass

@@ -42,7 +42,7 @@ from typing import Any
 from mixsampler.index import shard_info
 from mixsampler.readers import END as END
 from mixsampler.readers import IterReader, MapReader, ReaderContext
-from mixsampler.tario import _is_local, check_shards, expand_shards
+from mixsampler.tario import check_shards, expand_shards, is_local
 from mixsampler.tarreader import TarReader
 
 _SHARD_NAME = re.compile(r"(\.tar|\.tgz|\.tar\.gz)$|\{.*\}|^pipe:|://", re.IGNORECASE)
@@ -138,9 +138,9 @@ def source_spec(name: str, source: Any, *, check: bool = True) -> Source:
             # Index missing local shards here, in the main process, so that DataLoader workers
             # find them on disk instead of each walking every shard on the first start.
             for url in urls:
-                if _is_local(url):
+                if is_local(url):
                     shard_info(url)
-        streams = [u for u in urls if not _is_local(u)]
+        streams = [u for u in urls if not is_local(u)]
         if streams:
             warnings.warn(
                 f"domain {name!r}: {len(streams)} of its {len(urls)} shards ({streams[0]} ...) "

@@ -20,11 +20,25 @@ import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["CorruptShardError", "expand_shards", "check_shards", "iter_tar", "walk_tar"]
+__all__ = [
+    "CorruptShardError",
+    "expand_shards",
+    "check_shards",
+    "iter_tar",
+    "walk_tar",
+    "is_local",
+    "local_path",
+    "MEMBER_NAME",
+    "META_MEMBER",
+    "ZERO_BLOCK",
+]
 
-_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext
-_META = re.compile(r"__[^/]*__($|/)")  # webdataset skips members such as __meta__.json
-_ZERO_BLOCK = bytes(512)
+# How webdataset groups members into samples (its base_plus_ext): key, then extension.
+MEMBER_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+# Members webdataset skips, such as __meta__.json.
+META_MEMBER = re.compile(r"__[^/]*__($|/)")
+# A tar end-of-archive block (and the padding after it).
+ZERO_BLOCK = bytes(512)
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|pipe:)", re.IGNORECASE)
 
 
@@ -32,11 +46,13 @@ class CorruptShardError(RuntimeError):
     """A tar shard could not be parsed (raised when ``on_corrupt="raise"``)."""
 
 
-def _is_local(url: str) -> bool:
+def is_local(url: str) -> bool:
+    """Whether a shard URL is a file that can seek (a path, ``file:``, or an existing name)."""
     return url.startswith("file:") or not _REMOTE.match(url) or os.path.exists(url)
 
 
-def _local_path(url: str) -> str:
+def local_path(url: str) -> str:
+    """The file path of a local shard URL (without ``file:``)."""
     return url[len("file:") :] if url.startswith("file:") else url
 
 
@@ -77,13 +93,13 @@ def expand_shards(spec: str | os.PathLike | Sequence[str | os.PathLike], name: s
 def check_shards(urls: Sequence[str], name: str) -> None:
     """Raise FileNotFoundError naming the first missing local shard."""
     for url in urls:
-        if _is_local(url) and not os.path.isfile(_local_path(url)):
+        if is_local(url) and not os.path.isfile(local_path(url)):
             raise FileNotFoundError(f"domain {name!r}: shard {url} does not exist")
 
 
 def _open(url: str) -> io.BufferedIOBase:
-    if _is_local(url):
-        return open(_local_path(url), "rb")
+    if is_local(url):
+        return open(local_path(url), "rb")
     from webdataset.gopen import gopen
 
     return gopen(url, "rb")
@@ -118,7 +134,7 @@ def walk_tar(
         stream = _open(url)
     except FileNotFoundError:
         raise FileNotFoundError(f"shard {url} does not exist") from None
-    seekable = _is_local(url)
+    seekable = is_local(url)
     with stream:
         if start:
             if seekable:
@@ -153,8 +169,8 @@ def walk_tar(
                     if not info.isfile():
                         continue
                     name = info.name
-                    m = _KEY.match(name)
-                    if m is None or ("__" in name and _META.search(name)):
+                    m = MEMBER_NAME.match(name)
+                    if m is None or ("__" in name and META_MEMBER.search(name)):
                         continue
                     key, ext = m.group(1), m.group(2).lower()
                     data = tf.extractfile(info).read() if read else None
@@ -172,7 +188,7 @@ def walk_tar(
                 if seekable:
                     stream.seek(end)
                     tail = stream.read(512)
-                    if tail not in (b"", _ZERO_BLOCK):
+                    if tail not in (b"", ZERO_BLOCK):
                         raise tarfile.ReadError(f"invalid tar header at byte {end}")
                 if current is not None and intact(current, suspect):
                     yield current, first, end, members
@@ -197,7 +213,7 @@ def _resync(stream: io.BufferedIOBase, offset: int) -> int | None:
         buf = stream.read(512)
         if len(buf) < 512:
             return None
-        if buf != _ZERO_BLOCK:
+        if buf != ZERO_BLOCK:
             try:
                 tarfile.TarInfo.frombuf(buf, "utf-8", "surrogateescape")
                 return offset

@@ -5,14 +5,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 from itertools import islice
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from mixsampler.index import load_index, shard_info
-from mixsampler.readers import _BLOCK, _SHARD_ORDER, END, ReaderContext
-from mixsampler.tario import _is_local, _local_path, iter_tar
-
-if TYPE_CHECKING:
-    from mixsampler.sources import ShardSource
+from mixsampler.readers import BLOCK, END, SHARD_ORDER, ReaderContext, ShardList
+from mixsampler.tario import is_local, iter_tar, local_path
 
 # Version of the shard reader's state: 2 splits passes by sample position (see TarReader).
 _LAYOUT = 2
@@ -21,13 +18,13 @@ _LAYOUT = 2
 class TarReader:
     """One slot's reader of a shard domain: its own equal share of every pass, by position.
 
-    A pass lays the domain's shards end to end in a seeded order (``rng(_SHARD_ORDER,
+    A pass lays the domain's shards end to end in a seeded order (``rng(SHARD_ORDER,
     pass)``), numbering its samples ``0 .. total - 1`` (counts come from the shards' indexes,
     :mod:`mixsampler.index`). Slot ``s`` of ``S`` owns the positions ``[s * total // S,
     (s + 1) * total // S)``: a contiguous run, so it touches one or two shards, and every slot
     gets the same number of samples within one, whatever the ratio of shards to slots. Its
     run is cut into blocks of ``shuffle_buffer`` positions; block ``b`` is emitted in the
-    order ``rng(_BLOCK, pass, first position of b).permutation``, and a local sample is read
+    order ``rng(BLOCK, pass, first position of b).permutation``, and a local sample is read
     (one seek, one read) only when it is emitted, so the first sample costs one read, not a
     block. The state is ``(pass, emitted)``: a resume is O(1).
 
@@ -38,7 +35,7 @@ class TarReader:
 
     owns_samples = True
 
-    def __init__(self, source: ShardSource, ctx: ReaderContext) -> None:
+    def __init__(self, source: ShardList, ctx: ReaderContext) -> None:
         self.source = source
         self.ctx = ctx
         self.name = source.name
@@ -58,7 +55,7 @@ class TarReader:
 
     def _start_pass(self) -> None:
         urls = self.source.urls
-        order = self.ctx.rng(_SHARD_ORDER, self.pass_).permutation(len(urls)).tolist()
+        order = self.ctx.rng(SHARD_ORDER, self.pass_).permutation(len(urls)).tolist()
         self._order = order
         cum = [0]
         for j in order:
@@ -106,7 +103,7 @@ class TarReader:
     def _block_perm(self, start: int) -> list[int]:
         """The emission order of the block starting at pass position ``start``."""
         n = min(self.ctx.shuffle_buffer, self._hi - start)
-        return self.ctx.rng(_BLOCK, self.pass_, start).permutation(n).tolist() if n > 1 else [0]
+        return self.ctx.rng(BLOCK, self.pass_, start).permutation(n).tolist() if n > 1 else [0]
 
     def locate(self, pos: int) -> tuple[str, int]:
         """``(shard, sample number in it)`` of position ``pos`` of the current pass."""
@@ -130,7 +127,7 @@ class TarReader:
         n = len(self._perm)
         urls = self.source.urls
         ks = range(self._shard_at(start), self._shard_at(start + n - 1) + 1)
-        remote = any(not _is_local(urls[self._order[k]]) for k in ks)
+        remote = any(not is_local(urls[self._order[k]]) for k in ks)
         # Look the index up again at each block (one stat): a shard rewritten during the run
         # is caught within a block instead of being read through a stale index.
         self._cur = (-1, 0, 0, None)
@@ -159,7 +156,7 @@ class TarReader:
             if len(self._files) >= 2 or held is not None:
                 self._close()
             # Unbuffered: a sample costs its own bytes, not a read-ahead buffer's.
-            held = self._files[idx.url] = (idx, open(_local_path(idx.url), "rb", buffering=0))
+            held = self._files[idx.url] = (idx, open(local_path(idx.url), "rb", buffering=0))
         f = held[1]
         i = pos - first
         sample, nbytes = idx.read_counted(i, f)
@@ -175,7 +172,7 @@ class TarReader:
             k = self._shard_at(pos)
             idx = self._index(k)
             i0, take = pos - self._cum[k], min(stop, self._cum[k + 1]) - pos
-            if _is_local(idx.url):
+            if is_local(idx.url):
                 for t in range(take):
                     out[pos + t] = self._read(pos + t)
             else:

@@ -1,10 +1,10 @@
-"""``mixsampler shards``: turn text files into webdataset shards, one domain per argument.
+"""``mixsampler shards``: a corpus into webdataset shards of token ids, one domain per argument.
 
 Example:
-    $ mixsampler shards web=corpus/web/ code='corpus/code/**/*.py' -o shards \
-        --chunk-tokens 1025 --chunks-per-sample 64 --val-fraction 0.01
-    web  train  4 shards  3912 samples  256 294 400 tokens  size 1.00x  shards/web-{...}.tar
-    web  val    1 shards  40 samples  2 624 000 tokens  size 1.00x  shards/val/web-{...}.tar
+    $ mixsampler shards web=corpus/web/ code='corpus/code/*.jsonl.zst' -o shards \
+        --tokenizer tokenizer.json --val-fraction 0.01 --workers 4
+    web  train  4 shards  3912 samples  64098120 tokens  2.11 bytes/token  shards/web-{...}.tar
+    web  val    1 shards  40 samples  655400 tokens  2.12 bytes/token  shards/val/web-{...}.tar
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def _run(args: argparse.Namespace) -> int:
             paths,
             args.out,
             domain=domain,
+            tokenizer=args.tokenizer,
+            eos=args.eos,
+            text_field=args.text_field,
+            workers=args.workers,
             chunk_tokens=args.chunk_tokens,
             chunks_per_sample=args.chunks_per_sample,
             samples_per_shard=args.samples_per_shard,
@@ -49,12 +53,13 @@ def _report(domain: str, split: str, result: Any) -> None:
     dropped = f", {result.dropped_tokens} tail tokens dropped" if result.dropped_tokens else ""
     print(
         f"{domain}\t{split}\t{len(result.paths)} shards\t{result.samples} samples\t"
-        f"{result.tokens} tokens\tsize {result.size_ratio:.2f}x\t{result.pattern}{dropped}"
+        f"{result.tokens} tokens\t{result.bytes_per_token:.2f} bytes/token\t"
+        f"{result.pattern}{dropped}"
     )
     if result.size_ratio > 2:
         # Tar headers and padding cost about 2 KiB per sample: small samples multiply the size.
         print(
-            f"note: {domain} {split} shards are {result.size_ratio:.1f}x the text; more"
+            f"note: {domain} {split} shards are {result.size_ratio:.1f}x the bare ids; more"
             " --chunks-per-sample makes each sample hold several chunks",
             file=sys.stderr,
         )
@@ -64,12 +69,13 @@ def register(subparsers: Any) -> None:
     """Add the ``shards`` verb."""
     parser = subparsers.add_parser(
         "shards",
-        help="turn folders or globs of text files into webdataset shards per domain",
+        help="turn a corpus (text, jsonl[.gz|.zst], parquet) into token shards per domain",
         description=(
-            "Write webdataset shards OUT/<domain>-000000.tar ... whose samples hold the text as "
-            "UTF-8 bytes ('bin', byte-level tokens) and its token count ('ntok'), ready for "
-            "MixtureDataset (unit='tokens' reads ntok). Inputs are sorted, so the output is "
-            "deterministic."
+            "Write webdataset shards OUT/<domain>-000000.tar ... whose samples hold token ids "
+            "('bin': uint8 bytes without --tokenizer, uint16 or uint32 with one) and their exact "
+            "count ('ntok'), ready for MixtureDataset (unit='tokens' reads ntok) and the "
+            "mixsampler.collate.TokenWindows collate. Inputs are sorted and results written in "
+            "order, so the output is the same bytes for any --workers."
         ),
     )
     parser.add_argument(
@@ -80,11 +86,42 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-o", "--out", required=True, help="output folder")
     parser.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="PATH",
+        help=(
+            "a Hugging Face tokenizer.json, or a local folder holding one (default: byte-level "
+            "tokens, the UTF-8 bytes). Samples then hold 16385 tokens unless --chunk-tokens"
+        ),
+    )
+    parser.add_argument(
+        "--eos",
+        default=None,
+        metavar="TOKEN",
+        help="token (or id) after every document (default: the tokenizer's end-of-text token)",
+    )
+    parser.add_argument(
+        "--text-field",
+        default="text",
+        metavar="NAME",
+        help="the JSON lines field or parquet column holding the text (default: text)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that tokenize; the output is identical for any N (default: 1)",
+    )
+    parser.add_argument(
         "--chunk-tokens",
         type=int,
         default=None,
         metavar="T",
-        help="cut the concatenated text into chunks of exactly T bytes (default: one per file)",
+        help=(
+            "cut the token stream into chunks of exactly T tokens (default: 16385 tokens a "
+            "sample with --tokenizer, else one sample per document)"
+        ),
     )
     parser.add_argument(
         "--chunks-per-sample",
@@ -92,8 +129,8 @@ def register(subparsers: Any) -> None:
         default=1,
         metavar="K",
         help=(
-            "chunks in one sample (K x T bytes; the collate reshapes it to (K, T)); more keeps"
-            " the shards near the text's size (default: 1)"
+            "chunks in one sample (K x T tokens); more keeps the shards near 2 bytes a token"
+            " for uint16 ids (default: 1)"
         ),
     )
     parser.add_argument(
@@ -102,15 +139,17 @@ def register(subparsers: Any) -> None:
         default=0.0,
         metavar="F",
         help=(
-            "hold out this share of the input files (documents), chosen by content hash, as"
-            " shards under OUT/val (default: 0, no split)"
+            "hold out this share of the documents (each chosen by a hash of its text, inside"
+            " files too) as shards under OUT/val (default: 0, no split)"
         ),
     )
     parser.add_argument(
         "--samples-per-shard", type=int, default=1000, metavar="S", help="default: 1000"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace this domain's shards in OUT"
+        "--overwrite",
+        action="store_true",
+        help="replace this domain's shards in OUT and OUT/val",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
