@@ -89,9 +89,7 @@ class Bench:
         for law in laws:
             for obj in objectives:
                 self.jobs.append(
-                    FitJob(
-                        fit_rows, law, target, self.seed, FitSettings(objective=obj), quiet=True
-                    )
+                    FitJob(fit_rows, law, target, self.seed, FitSettings(objective=obj), quiet=True)
                 )
                 self.keys.append((table_name, kind, target, law, obj, fold))
 
@@ -138,9 +136,7 @@ def plan(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             if "mixture" in args.kinds:
                 for s in plan_splits(slim, t, ("mixture",), folds=args.folds, seed=args.seed):
                     fit_rows, held = _split_rows(slim, t, s)
-                    bench.add(
-                        "slim", "mixture", t, fit_rows, held, SLIM_LAWS, objectives, s.fold
-                    )
+                    bench.add("slim", "mixture", t, fit_rows, held, SLIM_LAWS, objectives, s.fold)
     if args.regmix:
         reg = load_runs(args.regmix)
         runs = reg.run_ids.astype(str)
@@ -174,7 +170,10 @@ def _table(
         for obj in objectives:
             vals = [mres[(table_name, kind, t, law, obj)] for t in targets]
             mean = float(np.mean(vals))
-            summary[f"{law}/{obj}"] = {"mean": mean, "per_target": dict(zip(targets, vals, strict=True))}
+            summary[f"{law}/{obj}"] = {
+                "mean": mean,
+                "per_target": dict(zip(targets, vals, strict=True)),
+            }
             ratio = f"{mean / base:.3f}" if obj != "absolute" else "1"
             cells = " | ".join(f"{v:.3f}" for v in vals)
             lines.append(f"| {law} | {obj} | {mean:.3f} | {ratio} | {cells} |")
@@ -216,7 +215,7 @@ def report(
                     auto, oracle, chosen = {}, {}, {}
                     for t in targets:
                         inner = {law: mres[("slim", "n_inner", t, law, obj)] for law in SLIM_LAWS}
-                        pick = min(inner, key=lambda law: (np.nan_to_num(inner[law], nan=1e9)))
+                        pick = min(inner, key=lambda law: np.nan_to_num(inner[law], nan=1e9))
                         chosen[t] = pick
                         auto[t] = mres[("slim", "n", t, pick, obj)]
                         oracle[t] = min(mres[("slim", "n", t, law, obj)] for law in SLIM_LAWS)
