@@ -12,9 +12,16 @@ One module for one concept: the settings, the objective and its parameter space
 search and the stages around it (rows, starts, result).
 
 Example:
-    >>> table = load_runs("runs.csv")  # doctest: +SKIP
-    >>> res = fit(table, "joint", "arxiv", seed=0)  # doctest: +SKIP
-    >>> res.success, res.mre, res.law.predict(1.4e9, 4.6e10, res_weights)  # doctest: +SKIP
+    Rows from a known Chinchilla law (one domain), fitted back:
+
+    >>> n, d = np.meshgrid([1e8, 3e8, 1e9], [1e9, 3e9, 1e10, 3e10])
+    >>> n, d = n.ravel(), d.ravel()
+    >>> y = 1.8 + 0.4 / (n / 1e9) ** 0.35 + 0.9 / (d / 1e9) ** 0.3
+    >>> table = RunTable(("a",), ("a",), n, d, np.ones((12, 1)), {"a": y},
+    ...                  np.array([f"run{x:g}" for x in n]))
+    >>> res = fit(table, "chinchilla", "a", seed=0)
+    >>> res.success, res.mre < 1e-3, round(float(res.law.predict(3e9, 1e11, [1.0])), 3)
+    (True, True, 2.298)
 """
 
 from __future__ import annotations
@@ -715,6 +722,7 @@ def fit(
         ValueError: unknown law or target, or fewer rows than parameters.
 
     Example:
+        >>> table = load_runs("runs.csv")  # doctest: +SKIP
         >>> res = fit(table, "additive", "c4", seed=0)  # doctest: +SKIP
         >>> print(f"{res.mre:.2f}% in {res.seconds:.1f}s: {res.message}")  # doctest: +SKIP
     """
