@@ -19,8 +19,9 @@ Every extrapolation the tables allow, every law form, every objective, in one ru
 search. Each variant (``relative``, ``huber``) is the same search on another objective.
 ``auto`` chooses the law per target by a held-out check inside the fitting rows only (for
 ``n``: fit 310M-680M, score 937M) and is then scored on 1235M: an honest estimate of
-``fit --law auto``. ``oracle`` takes each target's best law on the test rows: a ceiling no
-method can claim.
+``fit --law auto``. ``ensemble`` averages the laws' predictions (a cheap stand-in for
+averaging near-optimal minima: the forms are such minima of nested models). ``oracle``
+takes each target's best law on the test rows: a ceiling no method can claim.
 
 Numbers are MRE in %; ratios are variant / today for the same law (below 1 is better). The
 machine may be shared and loaded: only errors are compared here, never times.
@@ -56,15 +57,6 @@ SLIM_LAWS = ("additive", "joint", "simple", "full")
 REGMIX_LAWS = ("additive", "simple", "ye_m1", "linear")
 
 
-def _mre(res: Any, test: RunTable, target: str) -> float:
-    if isinstance(res, str):
-        return float("nan")
-    pred = res.law.predict(test.model_size, test.n_tokens, test.weights)
-    y = test.losses[target]
-    ok = np.isfinite(y)
-    return float(np.mean(np.abs(pred[ok] - y[ok]) / y[ok]) * 100.0)
-
-
 class Bench:
     """Collects fit jobs (table, split, law, objective, target), runs them in one pool."""
 
@@ -94,18 +86,42 @@ class Bench:
                 self.keys.append((table_name, kind, target, law, obj, fold))
 
     def run(self, jobs: int) -> dict[tuple[str, str, str, str, str], float]:
-        """MRE % per (table, kind, target, law, objective), pooled over folds by row."""
+        """MRE % per (table, kind, target, law, objective), pooled over folds by row.
+
+        Law ``ensemble``: the mean of the laws' predictions on each test row.
+        """
         results = run_jobs(run_fit_job, self.jobs, jobs, desc="extrapolation fits", progress=True)
-        err: dict[tuple[str, str, str, str, str], list[float]] = {}
-        rows: dict[tuple[str, str, str, str, str], list[int]] = {}
+        preds: dict[tuple[str, str, str, str, str], list[np.ndarray]] = {}
+        obs: dict[tuple[str, str, str, str, str], list[np.ndarray]] = {}
         for key, res in zip(self.keys, results, strict=True):
             table_name, kind, target, law, obj, fold = key
             test = self.tests[(table_name, kind, target, fold)]
-            k = (table_name, kind, target, law, obj)
-            n = int(np.isfinite(test.losses[target]).sum())
-            err.setdefault(k, []).append(_mre(res, test, target) * n)
-            rows.setdefault(k, []).append(n)
-        return {k: float(np.sum(v) / np.sum(rows[k])) for k, v in err.items()}
+            y = test.losses[target]
+            pred = (
+                np.full(len(y), np.nan)
+                if isinstance(res, str)
+                else res.law.predict(test.model_size, test.n_tokens, test.weights)
+            )
+            for k in ((table_name, kind, target, law, obj), (table_name, kind, target, "+", obj)):
+                preds.setdefault(k, []).append(pred)
+                obs.setdefault(k, []).append(y)
+        out: dict[tuple[str, str, str, str, str], float] = {}
+        for k, ps in preds.items():
+            if k[3] == "+":
+                continue
+            out[k] = _mre_pct(np.concatenate(ps), np.concatenate(obs[k]))
+        # Ensemble: the same fold order for every law, so predictions stack row by row.
+        for k in {k[:3] + (k[4],) for k in preds}:
+            laws = sorted({kk[3] for kk in preds if kk[:3] + (kk[4],) == k and kk[3] != "+"})
+            stack = np.stack([np.concatenate(preds[(*k[:3], law, k[3])]) for law in laws])
+            y = np.concatenate(obs[(*k[:3], laws[0], k[3])])
+            out[(*k[:3], "ensemble", k[3])] = _mre_pct(stack.mean(0), y)
+        return out
+
+
+def _mre_pct(pred: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(y)
+    return float(np.mean(np.abs(pred[ok] - y[ok]) / y[ok]) * 100.0)
 
 
 def _split_rows(table: RunTable, target: str, s: Split) -> tuple[RunTable, RunTable]:
@@ -165,7 +181,7 @@ def _table(
     head = "| law | objective | mean | x today | " + " | ".join(targets) + " |"
     lines = [head, "|---|---|---|---|" + "---|" * len(targets)]
     summary: dict[str, Any] = {}
-    for law in laws:
+    for law in (*laws, "ensemble"):
         base = np.mean([mres[(table_name, kind, t, law, "absolute")] for t in targets])
         for obj in objectives:
             vals = [mres[(table_name, kind, t, law, obj)] for t in targets]
