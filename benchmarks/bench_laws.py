@@ -49,7 +49,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from mixsampler.laws import LAWS, FitResult, FitSettings, RunTable, fit, load_runs  # noqa: E402
 from mixsampler.laws.evaluate import mre  # noqa: E402
-from mixsampler.laws.fit import _random_theta  # noqa: E402
+from mixsampler.laws.fit import random_theta  # noqa: E402
 from mixsampler.laws.forms import Form  # noqa: E402
 from mixsampler.laws.runtable import drop_repeated_checkpoints  # noqa: E402
 
@@ -91,7 +91,7 @@ def mre_floor(table: RunTable, res: FitResult) -> float:
     """
     from scipy.optimize import least_squares
 
-    from mixsampler.laws.fit import _bounds, _residuals, _to_theta
+    from mixsampler.laws.fit import residuals, to_theta
 
     t = res.law.target
     y = table.losses[t]
@@ -100,11 +100,11 @@ def mre_floor(table: RunTable, res: FitResult) -> float:
     y = y[ok]
     form = res.law.form
     ln, ld, h = Form.inputs(sub.model_size, sub.n_tokens, sub.weights)
-    resid, jac = _residuals(form, ln, ld, h, y)
-    b = np.array(_bounds(form, y))
+    resid, jac = residuals(form, ln, ld, h, y)
+    b = np.array(form.bounds(y))
     r = least_squares(
         lambda th: resid(th) / y,
-        np.clip(_to_theta(form, res.x), b[:, 0] + 1e-9, b[:, 1] - 1e-9),
+        np.clip(to_theta(form, res.x), b[:, 0] + 1e-9, b[:, 1] - 1e-9),
         jac=lambda th: jac(th) / y[:, None],
         loss="soft_l1",
         f_scale=1e-5,
@@ -281,7 +281,7 @@ def naive_fit(
     rng = np.random.default_rng(seed)
     c0 = time.process_time()
     best = None
-    for x0 in _random_theta(form, y, rng, starts):
+    for x0 in random_theta(form, y, rng, starts):
         r = minimize(obj, x0, method="L-BFGS-B")
         if best is None or r.fun < best.fun:
             best = r

@@ -13,6 +13,7 @@ from mixsampler.laws.evaluate import evaluate, mre, parity_plot, predict_table
 from mixsampler.laws.fit import FitResult, FitSettings, fit
 from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.forms import LAWS, Form
+from mixsampler.laws.heldout import CheckedFit, choose_law, fit_checked
 from mixsampler.laws.io import load_laws, save_laws
 from mixsampler.laws.optimize import (
     OptimizeResult,
@@ -38,6 +39,7 @@ from mixsampler.laws.weightsfile import (
 __all__ = [
     "LAWS",
     "BootstrapResult",
+    "CheckedFit",
     "FitResult",
     "FitSettings",
     "FittedLaw",
@@ -50,11 +52,13 @@ __all__ = [
     "UnconvergedWeightsError",
     "WeightsFile",
     "bootstrap",
+    "choose_law",
     "drop_partial_row",
     "drop_repeated_checkpoints",
     "evaluate",
     "feasible_bounds",
     "fit",
+    "fit_checked",
     "load_laws",
     "load_runs",
     "mre",

@@ -141,20 +141,40 @@ class FittedLaw:
     def trust_issues(self, *, max_heldout_ratio: float = 3.0) -> tuple[str, ...]:
         """Reasons not to let this law decide a mixture; empty when none were recorded.
 
-        A law is untrusted when its fit did not converge (``fit["converged"]`` False) or when
-        a held-out check (``fit["heldout"][kind]["mre"]``, kind ``n``, ``d`` or ``mixture``)
+        A law is untrusted when its fit did not converge (``fit["converged"]`` False), when
+        runs it was fitted on never learned (``fit["never_learned"]``), when it predicts a
+        non-finite loss on its own rows (``fit["nonfinite_rows"]``), or when a held-out
+        check (``fit["heldout"][kind]["mre"]``, kind ``n``, ``d`` or ``mixture``, fractions)
         is more than ``max_heldout_ratio`` times its training error and above 1 %: it fits
         noise. ``optimize`` and :class:`MixtureWeights` refuse such a law unless allowed.
+
+        Example:
+            >>> law = FittedLaw("chinchilla", ("a",), "a", {"E": 1.0, "A": 0.2, "alpha": 0.3,
+            ...                 "B": 0.5, "beta": 0.3}, fit={"converged": False})
+            >>> law.trust_issues()
+            ('a: the chinchilla fit did not converge',)
         """
         out: list[str] = []
         if self.fit.get("converged") is False:
             out.append(f"{self.target}: the {self.law} fit did not converge")
+        dead = self.fit.get("never_learned") or ()
+        if dead:
+            names = ", ".join(str(r.get("run")) for r in dead[:5] if isinstance(r, Mapping))
+            out.append(
+                f"{self.target}: {len(dead)} fitting run(s) never learned ({names}"
+                f"{' ...' if len(dead) > 5 else ''}); refit without them"
+            )
+        bad = self.fit.get("nonfinite_rows")
+        if isinstance(bad, int) and bad > 0:
+            out.append(f"{self.target}: non-finite predictions on {bad} of its fitting rows")
         train = self.fit.get("train_mre")
         for kind, check in (self.fit.get("heldout") or {}).items():
             mre = check.get("mre") if isinstance(check, Mapping) else None
             if not isinstance(mre, (int, float)) or not isinstance(train, (int, float)):
                 continue
-            if mre > 0.01 and mre > max_heldout_ratio * max(train, 1e-4):
+            if not np.isfinite(mre):
+                out.append(f"{self.target}: non-finite predictions on held-out {kind} rows")
+            elif mre > 0.01 and mre > max_heldout_ratio * max(train, 1e-4):
                 out.append(
                     f"{self.target}: held-out {kind} error {100 * mre:.2g} % is "
                     f"{mre / max(train, 1e-4):.0f}x the training error {100 * train:.2g} %"

@@ -20,7 +20,17 @@ import numpy as np
 
 from mixsampler.laws.forms import Form
 
-__all__ = ["identifiability_warnings", "distinct_mixtures", "BOUND_TOL", "FLAT_TOL"]
+__all__ = [
+    "BOUND_TOL",
+    "CHANCE_TOL",
+    "FLAT_TOL",
+    "FLAT_CURVE_TOL",
+    "distinct_mixtures",
+    "evidence",
+    "identifiability_warnings",
+    "never_learned",
+    "on_bounds",
+]
 
 # A parameter within this distance (in fitting space, i.e. relative for log parameters) of a
 # bound is "on" it.
@@ -30,6 +40,13 @@ BOUND_TOL = 1e-3
 # degeneracy (fewer mixtures than parameters: 1e-18 there). Weakly identified directions
 # (1e-7 for the joint law's gammaB on the paper's table) are for the bootstrap's intervals.
 FLAT_TOL = 1e-9
+# A run "never learned" when every row's loss is within CHANCE_TOL (relative) of the chance
+# level, or above it (ln(10) for a 10-class image task)...
+CHANCE_TOL = 0.01
+# ... or when its loss curve is flat: over at least 3 rows spanning 2x in D, the loss moves by
+# less than FLAT_CURVE_TOL of its level (a learning run's loss drops by percents per doubling
+# of D; the paper's table: 3-8 % from 2B to 20B tokens at 310M).
+FLAT_CURVE_TOL = 1e-3
 
 _WAY_OUT = (
     "add runs with more distinct mixtures (mixsampler plan sizes a sweep for the law) "
@@ -152,3 +169,98 @@ def identifiability_warnings(
     level = float(np.mean(np.abs(y))) if len(y) else 1.0
     out += _flat_warnings(form, jac, ~on, level or 1.0)
     return out
+
+
+def on_bounds(form: Form, theta: np.ndarray, bounds: Sequence[tuple[float, float]]) -> list[str]:
+    """Names of the parameters within :data:`BOUND_TOL` of a search bound (fitting space).
+
+    Example:
+        >>> f = Form("chinchilla", ("a",))
+        >>> on_bounds(f, np.array([b[0] for b in f.bounds()]), f.bounds())[:2]
+        ['E', 'A']
+    """
+    return [
+        name
+        for name, t, (lo, hi) in zip(form.names, np.asarray(theta, float), bounds, strict=True)
+        if t <= lo + BOUND_TOL or t >= hi - BOUND_TOL
+    ]
+
+
+def never_learned(
+    run_ids: np.ndarray,
+    n_tokens: np.ndarray,
+    y: np.ndarray,
+    chance_loss: float | None = None,
+) -> list[dict[str, object]]:
+    """Runs whose loss stayed at chance (``chance_loss`` given) or whose curve is flat.
+
+    Such a run carries no information about its mixture (its optimizer diverged or never
+    started), yet the fit treats its loss as the mixture's effect; a law fitted on it
+    extrapolates wildly (issue 19: 4 of 36 proxies at ln 10 gave a law 56 % off).
+
+    Args:
+        run_ids: run per row.
+        n_tokens: D per row.
+        y: the target's loss per row (finite).
+        chance_loss: the loss of a model that learned nothing (ln(classes) for
+            classification, ln(vocabulary) for uniform next-token guessing); None checks
+            flat curves only.
+
+    Returns:
+        One ``{"run", "rows", "loss", "reason"}`` per run that never learned, in row order.
+
+    Example:
+        >>> never_learned(np.array(["a", "a", "b", "b"]), np.array([1, 2, 1, 2]),
+        ...               np.array([2.30, 2.31, 2.0, 1.8]), chance_loss=float(np.log(10)))
+        [{'run': 'a', 'rows': 2, 'loss': 2.305, 'reason': 'loss >= 0.99 x chance 2.303'}]
+    """
+    runs = np.asarray(run_ids).astype(str)
+    d = np.asarray(n_tokens, dtype=float)
+    y = np.asarray(y, dtype=float)
+    out: list[dict[str, object]] = []
+    for run in dict.fromkeys(runs.tolist()):
+        sel = runs == run
+        yr, dr = y[sel], d[sel]
+        reason = None
+        if chance_loss is not None and np.all(yr >= (1 - CHANCE_TOL) * chance_loss):
+            reason = f"loss >= {1 - CHANCE_TOL:g} x chance {chance_loss:.4g}"
+        elif (
+            len(np.unique(dr)) >= 3
+            and dr.max() >= 2 * dr.min()
+            and np.ptp(yr) < FLAT_CURVE_TOL * float(np.mean(yr))
+        ):
+            reason = f"flat curve: loss moved {np.ptp(yr):.2g} over D {dr.min():.3g}-{dr.max():.3g}"
+        if reason is not None:
+            out.append(
+                {
+                    "run": run,
+                    "rows": int(sel.sum()),
+                    "loss": round(float(yr.mean()), 6),
+                    "reason": reason,
+                }
+            )
+    return out
+
+
+def evidence(
+    domains: Sequence[str], model_size: np.ndarray, n_tokens: np.ndarray, h: np.ndarray
+) -> dict[str, object]:
+    """What a law was fitted on (``FittedLaw.evidence``): N and D ranges, per-domain weight
+    ranges and the distinct mixtures (domain order), for trust regions and extrapolation
+    warnings.
+
+    Example:
+        >>> evidence(("a", "b"), np.array([1e8, 3e8]), np.array([1e9, 2e9]),
+        ...          np.array([[0.5, 0.5], [0.2, 0.8]]))["weights"]
+        {'a': [0.2, 0.5], 'b': [0.5, 0.8]}
+    """
+    h = np.asarray(h, dtype=float)
+    mix = np.unique(np.round(h, 9), axis=0) if len(h) else np.empty((0, len(domains)))
+    return {
+        "model_size": [float(np.min(model_size)), float(np.max(model_size))],
+        "n_tokens": [float(np.min(n_tokens)), float(np.max(n_tokens))],
+        "weights": {
+            dom: [float(h[:, j].min()), float(h[:, j].max())] for j, dom in enumerate(domains)
+        },
+        "mixtures": mix.tolist(),
+    }

@@ -8,19 +8,36 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``fit`` verb to the ``mixsampler`` parser."""
+    from mixsampler.laws.fit import OBJECTIVES
     from mixsampler.laws.forms import LAWS
     from mixsampler.laws.schema import MODEL_SIZE
 
-    p = subparsers.add_parser("fit", help="fit a mixture scaling law to run tables")
+    p = subparsers.add_parser(
+        "fit",
+        help="fit a mixture scaling law to run tables",
+        description="Fit a law per target, check it on held-out rows (largest model size, end "
+        "of every curve, k-fold mixtures; recorded in LAW.json) and write LAW.json. "
+        "--law auto keeps, per target, the law with the lowest held-out error.",
+    )
     p.add_argument("runs", nargs="+", help="run tables (CSV or JSONL)")
-    p.add_argument("--law", required=True, choices=LAWS, help="the law to fit")
+    p.add_argument(
+        "--law",
+        required=True,
+        choices=(*LAWS, "auto"),
+        help="the law to fit; auto: the candidate with the lowest held-out error per target",
+    )
+    p.add_argument(
+        "--candidates",
+        help="laws --law auto tries, comma-separated (default additive,joint,simple,full; "
+        "on a table of one N and D: additive,simple,ye_m1,linear)",
+    )
     p.add_argument(
         "--target",
         action="append",
         required=True,
         help="target to fit (repeatable; 'all' fits every *_loss column)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the global search")
+    p.add_argument("--seed", type=int, default=0, help="seed of the global search and folds")
     p.add_argument("--where", help='row filter, e.g. "model_size < 2e9"')
     p.add_argument(
         "--n-column",
@@ -29,17 +46,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "writes model_size_total and model_size_non_embedding)",
     )
     p.add_argument(
-        "--jobs", type=int, default=1, help="targets fitted in parallel processes (default 1)"
+        "--heldout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refit on part of the rows and score the rest (default on; costs a few fits "
+        "per target: 2 + --folds). optimize refuses a law whose held-out error is far above "
+        "its training error",
     )
+    p.add_argument(
+        "--folds", type=int, default=5, help="folds of the held-out mixture check (default 5)"
+    )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="absolute",
+        help="absolute: the paper's Huber(1e-3) on the loss (default); relative: on the "
+        "relative error; huber: Huber(0.02), nearly least squares",
+    )
+    p.add_argument(
+        "--chance-loss",
+        help="loss of a model that learned nothing, e.g. 2.3026 or ln(10) for 10 classes; "
+        "runs at it are flagged as never learned (flat curves are flagged without it)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="fits run in parallel processes (default 1)")
     p.add_argument("-o", "--output", required=True, help="LAW.json to write")
     p.set_defaults(func=_cmd_fit)
 
 
-def _fit_one(job: tuple[Any, str, str, int]) -> Any:
-    from mixsampler.laws.fit import fit
+def chance_loss(text: str | None) -> float | None:
+    """``--chance-loss``: a positive number, or ``ln(K)`` for K equally likely classes.
 
-    table, law, target, seed = job
-    return fit(table, law, target, seed=seed)
+    Example:
+        >>> round(chance_loss("ln(10)"), 4), chance_loss("2.5"), chance_loss(None)
+        (2.3026, 2.5, None)
+    """
+    import math
+
+    from mixsampler.laws.commands.args import number
+
+    if text is None:
+        return None
+    t = text.strip()
+    if t.startswith("ln(") and t.endswith(")"):
+        k = number(t[3:-1], "--chance-loss ln(K)")
+        if k <= 1:
+            raise ValueError(f"--chance-loss ln(K) needs K > 1, got {text!r}")
+        return math.log(k)
+    v = number(t, "--chance-loss")
+    if v <= 0:
+        raise ValueError(f"--chance-loss must be > 0, got {text!r}")
+    return v
 
 
 def _targets(args: argparse.Namespace, table: Any) -> list[str]:
@@ -56,41 +112,103 @@ def _targets(args: argparse.Namespace, table: Any) -> list[str]:
     return targets
 
 
+def _laws(args: argparse.Namespace, table: Any) -> list[str]:
+    from mixsampler.laws.forms import LAWS
+    from mixsampler.laws.heldout import default_candidates
+
+    if args.law != "auto":
+        if args.candidates:
+            raise ValueError(f"--candidates is for --law auto, got --law {args.law}")
+        return [args.law]
+    if not args.heldout:
+        raise ValueError("--law auto chooses by held-out error; it cannot run with --no-heldout")
+    if not args.candidates:
+        return list(default_candidates(table))
+    laws = [x.strip() for x in args.candidates.split(",") if x.strip()]
+    bad = [x for x in laws if x not in LAWS]
+    if bad or not laws:
+        raise ValueError(f"--candidates can name {', '.join(LAWS)}, got {args.candidates!r}")
+    return list(dict.fromkeys(laws))
+
+
+def _pct(check: Any) -> str:
+    mre = check.get("mre") if check else None
+    return f"{100 * mre:7.3f}" if isinstance(mre, float) else f"{'-':>7}"
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from mixsampler.laws.bootstrap import run_parallel
+    from mixsampler.laws.commands.args import output_file
+    from mixsampler.laws.fit import FitSettings
+    from mixsampler.laws.heldout import fit_checked
     from mixsampler.laws.io import save_laws
     from mixsampler.laws.runtable import load_runs
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    if args.folds < 2:
+        raise ValueError(f"--folds must be >= 2, got {args.folds}")
+    output_file(args.output, "--output")
+    chance = chance_loss(args.chance_loss)
     table = load_runs(args.runs, where=args.where, n_column=args.n_column)
     if len(table) == 0:
         raise ValueError(f"no rows left in {', '.join(args.runs)} after --where {args.where!r}")
     targets = _targets(args, table)
-    jobs = [(table, args.law, t, args.seed) for t in targets]
-    if args.jobs > 1:
-        rows = run_parallel(_fit_one, jobs, args.jobs)
-    else:
-        from tqdm.auto import tqdm
-
-        rows = [
-            _fit_one(j)
-            for j in tqdm(jobs, desc=f"fit {args.law}", unit="target", disable=len(jobs) < 2)
-        ]
+    laws = _laws(args, table)
+    checked = fit_checked(
+        table,
+        laws,
+        targets,
+        kinds=("n", "d", "mixture") if args.heldout else (),
+        folds=args.folds,
+        seed=args.seed,
+        settings=FitSettings(objective=args.objective),
+        chance_loss=chance,
+        jobs=args.jobs,
+        progress=True,
+    )
+    rows = [checked[t].result for t in targets]
     # Recorded so that `optimize --runs ... --bootstrap` refits on the same rows and N.
     fitted = {
         t: r.law.with_fit_info(where=args.where, n_column=args.n_column)
         for t, r in zip(targets, rows, strict=True)
     }
     save_laws(args.output, fitted)
-    print(f"{'target':<16} {'MRE %':>7} {'rows':>6} {'missing':>7} {'seconds':>8}  message")
+    print(
+        f"{'target':<16} {'law':<10} {'MRE %':>7} {'held N':>7} {'held D':>7} {'held h':>7} "
+        f"{'rows':>6} {'missing':>7} {'seconds':>8}  message"
+    )
     for t, r in zip(targets, rows, strict=True):
-        print(f"{t:<16} {r.mre:7.3f} {r.n_rows:6d} {r.n_missing:7d} {r.seconds:8.2f}  {r.message}")
+        ch = checked[t].checks
+        print(
+            f"{t:<16} {r.law.law:<10} {r.mre:7.3f} {_pct(ch.get('n'))} {_pct(ch.get('d'))} "
+            f"{_pct(ch.get('mixture'))} {r.n_rows:6d} {r.n_missing:7d} {r.seconds:8.2f}  "
+            f"{r.message}"
+        )
+    if args.heldout:
+        print(
+            "held N: fit the smaller model sizes, MRE % on the largest; held D: fit each "
+            "curve's first half, MRE % on the rest; held h: mixtures held out by "
+            f"{args.folds}-fold (- : the rows do not allow it; reasons in {args.output})"
+        )
+    if len(laws) > 1:
+        print(f"\n--law auto, mean held-out MRE % per candidate ({', '.join(laws)}):")
+        for t in targets:
+            cands = checked[t].candidates
+            scores = "  ".join(
+                f"{law} {100 * c['score']:.3f}" if c.get("score") is not None else f"{law} -"
+                for law, c in cands.items()
+            )
+            print(f"  {t:<16} chose {rows[targets.index(t)].law.law:<9} {scores}")
     n_warn = sum(len(r.warnings) for r in rows)
     if n_warn:
         print(f"\nidentifiability warnings ({n_warn}; also in {args.output}):")
         for t, r in zip(targets, rows, strict=True):
             for w in r.warnings:
                 print(f"  {t}: {w}")
+    untrusted = [i for law in fitted.values() for i in law.trust_issues()]
+    if untrusted:
+        print("\ntrust issues (optimize refuses such a law unless told to allow it):")
+        for line in untrusted:
+            print(f"  {line}")
     print(f"wrote {args.output} (N read from column {args.n_column})")
     return 0
