@@ -93,7 +93,7 @@ def repair_feasible(h: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
     Example:
         >>> repair_feasible(np.array([[0.5, 0.1]]), np.zeros(2), np.array([0.6, 1.0]))
-        array([[0.6, 0.4]])
+        array([[0.54, 0.46]])
     """
     h = np.clip(np.atleast_2d(np.asarray(h, dtype=float)), lo, hi)
     h = np.where(np.isfinite(h), h, lo)
