@@ -100,9 +100,15 @@ def repair_feasible(h: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
     for _ in range(3):  # one pass is exact in real arithmetic; the others mop up round-off
         slack = 1.0 - h.sum(axis=1, keepdims=True)
         room = np.where(slack > 0, hi - h, h - lo)
-        total = room.sum(axis=1, keepdims=True)
+        # In proportion to the weight itself where that has the room: a weight of 1.6e-7
+        # handed 1e-17 of round-off would move its gradient (curvature ~1e11 under h^0.0013)
+        # by 1e-6, which no certificate survives. Else in proportion to the room.
+        own = np.minimum(room, h - lo)
+        use_own = own.sum(axis=1, keepdims=True) >= np.abs(slack)
+        share = np.where(use_own, own, room)
+        total = share.sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(total > 0, room / total, 0.0)
+            share = np.where(total > 0, share / total, 0.0)
         h = np.clip(h + slack * share, lo, hi)
     return h
 
@@ -190,8 +196,9 @@ def _newton_step(vg: ValueGrad, h: np.ndarray, g: np.ndarray, free: np.ndarray) 
     basis = np.zeros((len(h), m))
     basis[others, np.arange(m)] = 1.0
     basis[r] = -1.0
-    # h_r must resolve the step too (h_r +- 1e-18 rounds to h_r): at least 1e-8 h_r.
-    eps = np.maximum(1e-5 * h[others], 1e-8 * h[r])
+    # h_r must resolve the step too (h_r +- 1e-18 rounds to h_r): at least 1e-12 h_r (1e-8
+    # made the step of a weight of 1.6e-7 sixty times the weight: a one-sided, wrong curvature).
+    eps = np.maximum(1e-5 * h[others], 1e-12 * h[r])
     central = h[others] > eps
     plus = h + (basis * eps).T
     minus = np.where(central[:, None], h - (basis * eps).T, h)
