@@ -101,7 +101,8 @@ class MixtureWeights(Callback):
             increasing; each entry applies from optimizer step ``s`` on.
         filename: name of the JSON written in the trainer's log folder (None: none).
         optimize_kwargs: further arguments of ``laws.optimize`` (``max_weight``,
-            ``available``, ``max_repeat``, ``seed``, ``n_starts``, ``max_iter``, ...).
+            ``available``, ``max_repeat``, ``trust_region``, ``trust_margin``, ``natural``,
+            ``seed``, ``n_starts``, ``max_iter``, ...).
         allow_unconverged: accept weights whose optimum did not converge (``success: false``
             in WEIGHTS.json, or the law's optimum); refused by default.
         allow_untrusted_law: solve ``law_file`` even when its fit is untrusted (see

@@ -790,6 +790,9 @@ def optimize(
     f0 = np.abs(vg(h0)[0])
     scale = max(float(f0[np.isfinite(f0)].min()) if np.isfinite(f0).any() else 1.0, 1.0)
     x, _, _, nit, n_basins = _solve(vg, h0, lo, hi, max_iter, tol * scale)
+    # The projection floors weights at 1e-300 (the multiplicative updates need them > 0): on
+    # the bound they are the bound, not a number a user should read in WEIGHTS.json.
+    x = repair_feasible(np.where(x - lo < 1e-250, lo, x), lo, hi)[0]
     fx, gx = (a[0] for a in vg(x[None]))  # at the returned (repaired) point, not before
     gap = float(fw_gap(x, gx, lo, hi)[0])
     convex = all(convex_in_weights(law) for law in used.values())
