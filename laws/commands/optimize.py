@@ -145,9 +145,11 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         raise ValueError(f"--bootstrap and --runs go together: got {given} without {missing}")
     from mixsampler.laws.bootstrap import MAX_BOOT
 
-    if args.bootstrap is not None and not 2 <= args.bootstrap <= MAX_BOOT:
+    if args.bootstrap is not None and args.bootstrap < 2:
+        raise ValueError(f"--bootstrap must be >= 2 resamples, got {args.bootstrap}")
+    if args.bootstrap is not None and args.bootstrap > MAX_BOOT:
         raise ValueError(
-            f"--bootstrap must be from 2 to {MAX_BOOT:,} resamples (each is a refit), got "
+            f"--bootstrap must be at most {MAX_BOOT:,} resamples (each is a refit), got "
             f"{args.bootstrap}"
         )
     if not 0 < args.confidence < 1:
