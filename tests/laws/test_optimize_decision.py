@@ -296,3 +296,24 @@ def test_verb_bootstrap_cap_is_checked_first(
     argv[-1] = "1000000000"
     assert cli.main(argv) == 2
     assert "100,000" in capsys.readouterr().err
+
+
+def test_verb_bootstrap_gives_each_gain_an_interval(
+    tmp_path: Path, helpers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = helpers.synth_rows({"a": helpers.true_law("additive")}, n_mix=6)
+    runs = helpers.write_csv(tmp_path / "runs.csv", rows)
+    law = tmp_path / "LAW.json"
+    assert cli.main(["fit", str(runs), "--law", "additive", "--target", "a", "-o", str(law)]) == 0
+    out = tmp_path / "W.json"
+    argv = ["optimize", str(law), "--model-size", "1e9", "--tokens", "8B", "-o", str(out)]
+    assert cli.main([*argv, "--runs", str(runs), "--bootstrap", "6"]) == 0
+    printed = capsys.readouterr().out
+    doc = read_weights(out)
+    gains = doc.intervals["gain"]
+    assert set(gains) == set(doc.decision["baselines"]) and "uniform" in gains
+    for name, (lo, hi) in gains.items():
+        assert lo <= hi
+        assert doc.decision["baselines"][name]["interval"] == [lo, hi]
+        assert f"vs {name}: gain" in printed
+    assert "bootstrap [" in printed
