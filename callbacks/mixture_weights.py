@@ -17,7 +17,11 @@ and written to ``mixture_weights.json`` in the trainer's log folder (``default_r
 
 Unconverged weights are refused: a WEIGHTS.json with ``success: false`` (read by
 ``laws.weightsfile.read_weights``) or a law whose optimum did not converge, unless
-``allow_unconverged=True``.
+``allow_unconverged=True``. A law is solved through the same path as ``mixsampler optimize``
+(``laws.decision.decide``): an untrusted law (unconverged fit, runs that never learned,
+held-out error above 5 %) is refused unless ``allow_untrusted_law=True``. Weights from a
+WEIGHTS.json solved for an N or D more than 2x away from this run's are warned about
+(``size_mismatch="error"`` refuses them).
 
 This module owns the callback (hooks, state, resume); the mixtures themselves (schedule,
 files, solving, comparing) are in ``callbacks._mixtures``, setting them in ``callbacks._sampler``.
@@ -57,11 +61,13 @@ from mixsampler.callbacks._common import (
 )
 from mixsampler.callbacks._mixtures import (
     OnResume,
-    _check_schedule,
-    _fmt,
-    _read_weights_file,
-    _same,
-    _same_schedule,
+    SizeMismatch,
+    check_run_size,
+    check_schedule,
+    fmt_weights,
+    read_weights_file,
+    same_schedule,
+    same_weights,
     solve_law,
     write_json,
 )
@@ -84,8 +90,10 @@ class MixtureWeights(Callback):
         law_file: a LAW.json (``laws.save_laws``); the weights minimizing ``objective`` are
             solved for this run's own N (counted from the model) and ``planned_tokens``.
         objective: target -> weight of its predicted loss (``law_file`` only); default equal
-            weights over every target in the file.
-        planned_tokens: D the run will train on (``law_file`` only; required there).
+            weights over the targets that are training domains (held-out targets only when
+            named).
+        planned_tokens: D the run will train on (required with ``law_file``; with
+            ``weights_file`` it is compared with the D the weights were solved for).
         model_size: N for solving the law: ``"non_embedding"`` (default, matching
             ``DomainLossLogger``'s rows), ``"total"``, or an explicit count.
         min_weight: lower bound per domain for the law's optimum (one number or per domain).
@@ -93,9 +101,15 @@ class MixtureWeights(Callback):
             increasing; each entry applies from optimizer step ``s`` on.
         filename: name of the JSON written in the trainer's log folder (None: none).
         optimize_kwargs: further arguments of ``laws.optimize`` (``max_weight``,
-            ``available``, ``max_repeat``, ``seed``, ``n_starts``, ``max_iter``, ...).
+            ``available``, ``max_repeat``, ``trust_region``, ``trust_margin``, ``natural``,
+            ``seed``, ``n_starts``, ``max_iter``, ...).
         allow_unconverged: accept weights whose optimum did not converge (``success: false``
             in WEIGHTS.json, or the law's optimum); refused by default.
+        allow_untrusted_law: solve ``law_file`` even when its fit is untrusted (see
+            ``laws.decision.check_trusted``); refused by default.
+        size_mismatch: ``"warn"`` (default), ``"error"`` or ``"ignore"``: what happens when
+            ``weights_file`` was solved for an N (this model's parameter count) or D
+            (``planned_tokens``) more than 2x away from this run's.
         on_resume: ``"error"`` (default), ``"checkpoint"`` or ``"new"``: what a resume does
             when these arguments give other weights than the checkpoint was trained on.
 
@@ -120,6 +134,8 @@ class MixtureWeights(Callback):
         optimize_kwargs: Mapping[str, Any] | None = None,
         allow_unconverged: bool = False,
         on_resume: str = "error",
+        allow_untrusted_law: bool = False,
+        size_mismatch: str = "warn",
     ) -> None:
         given = [
             n
@@ -132,7 +148,7 @@ class MixtureWeights(Callback):
         ]
         if len(given) > 1:
             raise ValueError(f"give one of weights, weights_file, law_file; got {given}")
-        self.schedule = _check_schedule(schedule)
+        self.schedule = check_schedule(schedule)
         if not given and not (self.schedule and self.schedule[0][0] == 0):
             raise ValueError(
                 "give weights, weights_file or law_file, or a schedule whose first step is 0;"
@@ -144,6 +160,12 @@ class MixtureWeights(Callback):
             options = ", ".join(m.value for m in OnResume)
             raise ValueError(f"on_resume can be {options}, got {on_resume!r}") from None
         self.allow_unconverged = bool(allow_unconverged)
+        self.allow_untrusted_law = bool(allow_untrusted_law)
+        try:
+            self.size_mismatch = SizeMismatch(size_mismatch)
+        except ValueError:
+            options = ", ".join(m.value for m in SizeMismatch)
+            raise ValueError(f"size_mismatch can be {options}, got {size_mismatch!r}") from None
         self.law_file = Path(law_file) if law_file is not None else None
         self.weights_file = Path(weights_file) if weights_file is not None else None
         self.objective = dict(objective) if objective is not None else None
@@ -179,8 +201,21 @@ class MixtureWeights(Callback):
                 )
             if not self.law_file.is_file():
                 raise FileNotFoundError(f"law_file {str(self.law_file)!r} does not exist")
+        self._weights_record: Any = None
+        if (
+            planned_tokens is not None
+            and law_file is None
+            and (
+                isinstance(planned_tokens, bool)
+                or not isinstance(planned_tokens, (int, float))
+                or not (planned_tokens > 0 and math.isfinite(planned_tokens))
+            )
+        ):
+            raise ValueError(f"planned_tokens must be a positive number, got {planned_tokens!r}")
         if weights_file is not None:
-            weights = _read_weights_file(self.weights_file, self.allow_unconverged)
+            weights, self._weights_record = read_weights_file(
+                self.weights_file, self.allow_unconverged
+            )
         if weights is not None:
             weights = check_weights(weights, "weights")
         elif self.schedule and self.schedule[0][0] == 0 and law_file is None:
@@ -234,6 +269,15 @@ class MixtureWeights(Callback):
             )
         if self.law_file is not None and not self._restored:
             self._weights = self._solve(trainer, pl_module)
+        if self._weights_record is not None and not self._restored:
+            wf = self._weights_record
+            check_run_size(
+                self.weights_file,
+                (wf.model_size, wf.n_tokens),
+                (count_parameters(pl_module, self.model_size), self.planned_tokens),
+                self.size_mismatch,
+                wf.n_tokens_unit or "tokens",
+            )
         if self.schedule and self.schedule[0][0] == 0 and self._applied == 0:
             self._weights = dict(self.schedule[0][1])
             self._applied = 1
@@ -270,6 +314,7 @@ class MixtureWeights(Callback):
                 self.min_weight,
                 self.optimize_kwargs,
                 self.allow_unconverged,
+                self.allow_untrusted_law,
             )
             log.info(
                 "MixtureWeights: solved %s at N=%d, D=%g: %s",
@@ -360,13 +405,14 @@ class MixtureWeights(Callback):
         # What these arguments would train on at the checkpoint's schedule position.
         mine = dict(self.schedule[applied - 1][1]) if self.schedule and applied else self._weights
         saved_schedule = [(int(s), dict(w)) for s, w in state_dict.get("schedule", [])]
-        changed = (saved is not None and mine is not None and not _same(saved, mine)) or (
-            "schedule" in state_dict and not _same_schedule(saved_schedule, self.schedule)
+        changed = (saved is not None and mine is not None and not same_weights(saved, mine)) or (
+            "schedule" in state_dict and not same_schedule(saved_schedule, self.schedule)
         )
         if changed and self.on_resume is OnResume.ERROR:
             raise ValueError(
-                f"resuming a run trained on {_fmt(saved)} (from {state_dict.get('source')}), but"
-                f" MixtureWeights now gives {_fmt(mine)} (from {self._source}); pass"
+                f"resuming a run trained on {fmt_weights(saved)} (from "
+                f"{state_dict.get('source')}), but"
+                f" MixtureWeights now gives {fmt_weights(mine)} (from {self._source}); pass"
                 " on_resume='checkpoint' to keep the checkpoint's mixture, or on_resume='new' to"
                 " train on the new one from the restored step"
             )
@@ -376,8 +422,9 @@ class MixtureWeights(Callback):
                 self._write_json(self._trainer)
                 self._announce(self._trainer)
             rank_zero_warn(
-                f"MixtureWeights: resumed with new weights {_fmt(mine)} (from {self._source});"
-                f" the checkpoint was trained on {_fmt(saved)}"
+                f"MixtureWeights: resumed with new weights {fmt_weights(mine)} "
+                f"(from {self._source});"
+                f" the checkpoint was trained on {fmt_weights(saved)}"
             )
             return
         if saved:

@@ -9,6 +9,12 @@ Example:
 """
 
 from mixsampler.laws.bootstrap import BootstrapResult, bootstrap, resample_runs
+from mixsampler.laws.decision import (
+    Decision,
+    UnconvergedOptimumError,
+    UntrustedLawError,
+    decide,
+)
 from mixsampler.laws.evaluate import evaluate, mre, parity_plot, predict_table
 from mixsampler.laws.fit import FitResult, FitSettings, fit
 from mixsampler.laws.fitted import FittedLaw
@@ -40,6 +46,10 @@ __all__ = [
     "LAWS",
     "BootstrapResult",
     "CheckedFit",
+    "Decision",
+    "UnconvergedOptimumError",
+    "UntrustedLawError",
+    "decide",
     "FitResult",
     "FitSettings",
     "FittedLaw",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +32,15 @@ from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.optimize import optimize
 from mixsampler.laws.runtable import RunTable
 
-__all__ = ["BootstrapResult", "bootstrap", "resample_runs", "REFIT_MODES"]
+__all__ = ["BootstrapResult", "bootstrap", "resample_runs", "REFIT_MODES", "MAX_BOOT"]
 
 log = logging.getLogger(__name__)
 
 REFIT_MODES = ("local", "full")
+# Each replicate is a refit (0.1-10 s): more than this is a typo (an extra zero, 1e9), not a
+# plan, and would only be found out after hours. The resamples are drawn lazily, one per
+# refit, so the cap is about time, not memory.
+MAX_BOOT = 100_000
 
 
 @dataclass
@@ -96,14 +100,30 @@ class BootstrapResult:
             )
         return self.converged
 
+    def percentiles(
+        self, values: np.ndarray, level: float | None = None, *, converged_only: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) percentile bounds over the replicates (axis 0) of ``values``.
+
+        The one place intervals are computed: the methods below and ``optimize --bootstrap``
+        (gain intervals) all go through it.
+        """
+        values = np.asarray(values, dtype=float)
+        if values.shape[:1] != self.converged.shape:
+            raise ValueError(
+                f"values must have one row per replicate ({len(self.converged)}), got shape "
+                f"{values.shape}"
+            )
+        lo, hi = self._q(level)
+        kept = values[self._kept(converged_only)]
+        return np.percentile(kept, lo, axis=0), np.percentile(kept, hi, axis=0)
+
     def prediction_interval(
         self, level: float | None = None, *, converged_only: bool = True
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per target, (low, high) percentile bounds of the predictions at each point."""
-        lo, hi = self._q(level)
-        keep = self._kept(converged_only)
         return {
-            t: (np.percentile(p[keep], lo, axis=0), np.percentile(p[keep], hi, axis=0))
+            t: self.percentiles(p, level, converged_only=converged_only)
             for t, p in self.predictions.items()
         }
 
@@ -113,12 +133,8 @@ class BootstrapResult:
         """Per domain, (low, high) percentile bounds of the optimal weight."""
         if self.optimal_weights is None:
             raise ValueError("no optimal weights: call bootstrap with optimize_at")
-        lo, hi = self._q(level)
-        w = self.optimal_weights[self._kept(converged_only)]
-        return {
-            d: (float(np.percentile(w[:, i], lo)), float(np.percentile(w[:, i], hi)))
-            for i, d in enumerate(self.domains)
-        }
+        lo, hi = self.percentiles(self.optimal_weights, level, converged_only=converged_only)
+        return {d: (float(lo[i]), float(hi[i])) for i, d in enumerate(self.domains)}
 
 
 def resample_runs(table: RunTable, rng: np.random.Generator) -> RunTable:
@@ -133,6 +149,14 @@ def _resample_index(table: RunTable, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([members[i] for i in pick])
 
 
+def _samples(table: RunTable, seed: int, n_boot: int) -> Iterator[np.ndarray]:
+    """The replicates' row indices, drawn one at a time (never all held at once); the same
+    sequence in every process for the same seed."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield _resample_index(table, rng)
+
+
 @dataclass(frozen=True)
 class _Job:
     """The replicates of one target: what a worker process needs."""
@@ -140,7 +164,7 @@ class _Job:
     table: RunTable
     law: str
     target: str
-    samples: tuple[np.ndarray, ...]
+    n_boot: int
     seed: int
     settings: FitSettings | None
     init: FittedLaw | None
@@ -168,7 +192,7 @@ def _refit_target(job: _Job) -> tuple[list[FitResult], float]:
                 settings=job.settings,
                 init=job.init,
             )
-            for b, idx in enumerate(job.samples)
+            for b, idx in enumerate(_samples(job.table, job.seed, job.n_boot))
         ]
         return out, time.process_time() - c0
     finally:
@@ -291,8 +315,11 @@ def bootstrap(
     """
     import time
 
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or not 2 <= n_boot <= MAX_BOOT:
+        raise ValueError(
+            f"n_boot must be an integer from 2 to {MAX_BOOT:,} (each replicate is a refit), "
+            f"got {n_boot!r}"
+        )
     if not targets:
         raise ValueError("targets must name at least one target, got none")
     if not 0 < level < 1:
@@ -304,10 +331,8 @@ def bootstrap(
         raise ValueError(f"bootstrap over runs needs at least 2 runs, the table has {n_runs}")
     rs = _refit_settings(refit, settings, refit_settings)
     full = {t: fit(table, law, t, seed=seed, settings=settings) for t in targets}
-    rng = np.random.default_rng(seed)
-    samples = tuple(_resample_index(table, rng) for _ in range(n_boot))
     job_list = [
-        _Job(table, law, t, samples, seed, rs, res.law if refit == "local" else None)
+        _Job(table, law, t, n_boot, seed, rs, res.law if refit == "local" else None)
         for t, res in full.items()
     ]
     t0 = time.perf_counter()

@@ -89,6 +89,13 @@ class WeightsFile:
         fun: the objective's value.
         nit: optimizer iterations.
         source: where the weights come from when not from ``optimize`` (``"uniform"``, ...).
+        search: how the optimum was searched (``{"label": "global" or "best of S starts, B
+            basins", "n_starts", "n_basins", "convex"}``), or None.
+        trust_region: the trust region the weights were confined to (``{"kind": "range",
+            "margin", "lower", "upper"}`` or ``{"kind": "none", "why"}``), or None.
+        decision: the gains over the baselines against the law's error, the law's trust
+            issues and the extrapolation report (``laws.decision.Decision.to_json``), or None.
+        n_tokens_unit: what ``n_tokens`` counts (``"tokens"`` or ``"samples"``), or None.
         extra: other keys, kept as they are (finite JSON values).
 
     Example:
@@ -113,6 +120,10 @@ class WeightsFile:
     fun: float | None = None
     nit: int | None = None
     source: str | None = None
+    search: Mapping[str, Any] | None = None
+    trust_region: Mapping[str, Any] | None = None
+    decision: Mapping[str, Any] | None = None
+    n_tokens_unit: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,8 +134,9 @@ class WeightsFile:
         put(self, "constraints", _frozen({k: _frozen(v) for k, v in self.constraints.items()}))
         if isinstance(self.law, Mapping):
             put(self, "law", _frozen(self.law))
-        if self.intervals is not None:
-            put(self, "intervals", _frozen(self.intervals))
+        for name in ("intervals", "search", "trust_region", "decision"):
+            if getattr(self, name) is not None:
+                put(self, name, _frozen(getattr(self, name)))
         put(self, "warnings", tuple(self.warnings))
         # Same checks as reading: a WeightsFile in memory is one that would load from disk.
         _check(Path("<WeightsFile>"), self.to_dict())
@@ -244,7 +256,7 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
         kw["fun"] = json_number(path, opt["fun"], "fun")
     if "nit" in opt:
         kw["nit"] = int(json_number(path, opt["nit"], "nit", integer=True, nonnegative=True))
-    for k in ("message", "law_file", "source"):
+    for k in ("message", "law_file", "source", "n_tokens_unit"):
         if k in opt:
             kw[k] = json_str(path, opt[k], k, nonempty=k != "message")
     for k in ("objective", "predicted_loss"):
@@ -262,9 +274,10 @@ def _check(path: Path, doc: Any) -> dict[str, Any]:
         kw["constraints"] = {
             k: _numbers(path, v, f"constraints.{k}", nonnegative=True) for k, v in cons.items()
         }
-    if "intervals" in opt:
-        kw["intervals"] = json_object(path, opt["intervals"], "intervals")
-        json_finite_tree(path, kw["intervals"], "intervals")
+    for k in ("intervals", "search", "trust_region", "decision"):
+        if k in opt:
+            kw[k] = json_object(path, opt[k], k)
+            json_finite_tree(path, kw[k], k)
     if "warnings" in opt:
         kw["warnings"] = json_strings(path, opt["warnings"], "warnings", unique=False)
     known = {f.name for f in dataclasses.fields(WeightsFile)} | {"format", "version"}

@@ -49,8 +49,11 @@ def test_intervals_contain_the_truth(helpers: Any, synth_table: Any) -> None:
 
 def test_bad_arguments(helpers: Any, synth_table: Any) -> None:
     table = synth_table({"a": helpers.true_law("chinchilla")}, n_mix=3)
-    with pytest.raises(ValueError, match="n_boot must be >= 2, got 1"):
+    with pytest.raises(ValueError, match="n_boot must be an integer from 2 to 100,000.*got 1"):
         bootstrap(table, "chinchilla", ["a"], n_boot=1)
+    # A billion replicates is refused before anything is fitted or drawn (issue 21 point 6).
+    with pytest.raises(ValueError, match="got 1000000000"):
+        bootstrap(table, "chinchilla", ["a"], n_boot=10**9)
     with pytest.raises(ValueError, match="level must be in"):
         bootstrap(table, "chinchilla", ["a"], level=1.5)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mixsampler import cli
 from mixsampler.laws import optimize, save_laws
-from mixsampler.laws.optimize import _fw_gap, _solve, _starts, _value_grad
+from mixsampler.laws.optimize import _solve, _starts, _value_grad, fw_gap
 from mixsampler.laws.weightsfile import UnconvergedWeightsError, read_weights
 
 
@@ -52,7 +52,7 @@ def test_invariant_to_a_common_shift_of_the_gradient(helpers: Any, shift: float,
     x1, f1, gap1, _, _ = _solve(shifted, h0, lo_, hi_, 3000, 1e-10)
     assert gap0 <= 1e-10 and gap1 <= 1e-10
     assert np.abs(x0 - x1).max() < 1e-6 and f1 == pytest.approx(f0, abs=1e-9)
-    assert _fw_gap(x1, vg(x1[None])[1], lo_, hi_)[0] <= 1e-9
+    assert fw_gap(x1, vg(x1[None])[1], lo_, hi_)[0] <= 1e-9
 
 
 def _law_file(tmp_path: Path, helpers: Any) -> Path:
