@@ -24,10 +24,12 @@ from mixsampler.laws.schema import (
     MODEL_SIZE_NON_EMBEDDING,
     MODEL_SIZE_TOTAL,
     N_TOKENS,
+    N_TOKENS_UNIT,
     RUN,
     STEP,
     loss_column,
     realized_column,
+    val_batches_column,
     weight_column,
 )
 
@@ -85,23 +87,6 @@ def reconcile_rows(path: Path, run: str, step: int, *, resumed: bool) -> int:
             " ckpt_path=..., give DomainLossLogger another run=, or delete those rows"
         )
     return 0
-
-
-VAL_BATCHES_PREFIX = "val_batches_"
-# What n_tokens counts: "tokens", or "samples" (images, audio, or text without token counts).
-N_TOKENS_UNIT = "n_tokens_unit"
-
-
-def val_batches_column(domain: str) -> str:
-    """The run-table column holding how many validation batches ``domain``'s loss averages.
-
-    Defined here until ``laws.schema`` holds it (one definition either way).
-
-    Example:
-        >>> val_batches_column("prose")
-        'val_batches_prose'
-    """
-    return f"{VAL_BATCHES_PREFIX}{domain}"
 
 
 def row_columns(train: Sequence[str], val: Sequence[str]) -> list[str]:

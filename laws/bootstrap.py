@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 from mixsampler.laws.fit import FitResult, FitSettings, fit
 from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.optimize import optimize
+from mixsampler.laws.parallel import run_jobs
 from mixsampler.laws.runtable import RunTable
 
 __all__ = ["BootstrapResult", "bootstrap", "resample_runs", "REFIT_MODES", "MAX_BOOT"]
@@ -199,42 +199,6 @@ def _refit_target(job: _Job) -> tuple[list[FitResult], float]:
         fit_log.setLevel(level)
 
 
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _worker_init(level: int) -> None:
-    # Spawned workers start with default logging: keep the parent's level for "mixsampler.laws".
-    logging.getLogger("mixsampler.laws").setLevel(level)
-
-
-def run_parallel(fn: Any, items: Sequence[Any], jobs: int) -> list[Any]:
-    """``[fn(x) for x in items]``, in up to ``jobs`` processes (spawned, one BLAS thread each)."""
-    if jobs <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    # One BLAS thread per process: the fits are small matrix ops where threads only contend.
-    # BLAS reads these when numpy loads, before any initializer runs, so the children get
-    # them from the environment they are spawned with.
-    saved = {v: os.environ.get(v) for v in _BLAS_VARS}
-    os.environ.update(dict.fromkeys(_BLAS_VARS, "1"))
-    try:
-        with ProcessPoolExecutor(
-            max_workers=min(jobs, len(items)),
-            mp_context=mp.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(logging.getLogger("mixsampler.laws").getEffectiveLevel(),),
-        ) as pool:
-            return list(pool.map(fn, items))
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
-
-
 def _refit_settings(
     refit: str, settings: FitSettings | None, refit_settings: FitSettings | None
 ) -> FitSettings | None:
@@ -336,13 +300,14 @@ def bootstrap(
         for t, res in full.items()
     ]
     t0 = time.perf_counter()
-    if progress and jobs <= 1:
-        from tqdm.auto import tqdm
-
-        job_list_iter = tqdm(job_list, desc=f"bootstrap {law}", unit="target")
-        done = [_refit_target(j) for j in job_list_iter]
-    else:
-        done = run_parallel(_refit_target, job_list, jobs)
+    done = run_jobs(
+        _refit_target,
+        job_list,
+        jobs,
+        desc=f"bootstrap {law}",
+        progress=progress,
+        label=lambda j: f"target {j.target!r}",
+    )
     reps = {t: d[0] for t, d in zip(full, done, strict=True)}
     result = BootstrapResult(
         law=law, targets=list(full), domains=table.domains, level=level, full=full

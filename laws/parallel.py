@@ -25,12 +25,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from mixsampler.threads import requested_blas_threads, restore_blas_threads, set_blas_threads
+
 __all__ = ["WorkerDiedError", "run_jobs"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _LOGGER = "mixsampler.laws"
 # How often a worker checks that its parent is alive (seconds).
 _PARENT_POLL_S = 0.5
@@ -130,9 +131,9 @@ def run_jobs(
 
     # BLAS reads these when numpy loads, before any initializer runs, so the children get
     # them from the environment they are spawned with. The fits are small matrix ops where
-    # threads only contend.
-    saved = {v: os.environ.get(v) for v in _BLAS_VARS}
-    os.environ.update(dict.fromkeys(_BLAS_VARS, "1"))
+    # threads only contend. MIXSAMPLER_BLAS_THREADS overrides (0: leave the environment).
+    threads = requested_blas_threads()
+    saved = set_blas_threads(threads) if threads is not None else {}
     pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(items)),
         mp_context=mp.get_context("spawn"),
@@ -183,8 +184,4 @@ def run_jobs(
         pool.shutdown(wait=clean, cancel_futures=True)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
+        restore_blas_threads(saved)
