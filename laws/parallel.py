@@ -119,7 +119,8 @@ def run_jobs(
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(items), desc=desc, unit="job", disable=not progress)
+    # disable=None: a bar on a terminal only; logs and captured stderr keep one line per error.
+    bar = tqdm(total=len(items), desc=desc, unit="job", disable=None if progress else True)
     if jobs == 1 or len(items) <= 1:
         out = []
         for x in items:

@@ -45,7 +45,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from mixsampler.dataset import _EXHAUSTION, _ON_CORRUPT, _UNITS, MixtureDataset
+from mixsampler.dataset import EXHAUSTION_MODES, ON_CORRUPT_MODES, UNITS, MixtureDataset
 from mixsampler.loader import (
     BatchMeta,
     DomainBatches,
@@ -172,20 +172,20 @@ class MixtureDataModule(pl.LightningDataModule):
             or val_batch_size < 1
         ):
             raise ValueError(f"val_batch_size must be an int >= 1 or None, got {val_batch_size!r}")
-        if unit not in _UNITS:
-            raise ValueError(f"unit can be {', '.join(_UNITS)}, got {unit!r}")
+        if unit not in UNITS:
+            raise ValueError(f"unit can be {', '.join(UNITS)}, got {unit!r}")
         if (
             isinstance(shuffle_buffer, bool)
             or not isinstance(shuffle_buffer, int)
             or (shuffle_buffer < 1)
         ):
             raise ValueError(f"shuffle_buffer must be an int >= 1, got {shuffle_buffer!r}")
-        if on_corrupt not in _ON_CORRUPT:
-            raise ValueError(f"on_corrupt can be {', '.join(_ON_CORRUPT)}, got {on_corrupt!r}")
+        if on_corrupt not in ON_CORRUPT_MODES:
+            raise ValueError(f"on_corrupt can be {', '.join(ON_CORRUPT_MODES)}, got {on_corrupt!r}")
         policies = exhaustion.values() if isinstance(exhaustion, Mapping) else [exhaustion]
         for policy in policies:
-            if policy not in _EXHAUSTION:
-                raise ValueError(f"exhaustion can be {', '.join(_EXHAUSTION)}, got {policy!r}")
+            if policy not in EXHAUSTION_MODES:
+                raise ValueError(f"exhaustion can be {', '.join(EXHAUSTION_MODES)}, got {policy!r}")
         # Missing shards, empty datasets: named now, not after the trainer has started.
         from mixsampler.sources import source_spec
 

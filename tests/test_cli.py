@@ -157,7 +157,7 @@ def test_machine_os_errors_exit_1(
 def test_bad_output_paths_are_one_line_exit_2(tmp_path: Path, cli_fails: Any) -> None:
     argv = _fit_argv(tmp_path, tmp_path / "missing" / "LAW.json")
     cli_fails(argv, "missing", "does not exist")
-    cli_fails([*argv[:-1], tmp_path], str(tmp_path), "is a directory")
+    cli_fails([*argv[:-1], tmp_path], str(tmp_path), "is a folder")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cli_fails([*argv[:-1], a_file / "LAW.json"], "a_file", "not a folder")

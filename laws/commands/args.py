@@ -112,6 +112,8 @@ def output_file(text: str, what: str, *, stdout: bool = False) -> Path | None:
     if path.is_dir():
         raise ValueError(f"{what} {text!r} is a folder; name a file to write")
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{what} {text!r}: {str(parent)!r} is a file, not a folder")
     if not parent.is_dir():
         raise ValueError(f"{what} {text!r}: the folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):

@@ -44,7 +44,11 @@ def test_each_law_recovers_its_predictions_and_optimum(
     # The optimum of the fitted law must be (nearly) as good as the true optimum, judged by
     # the true law.
     o_true = optimize({"a": true}, model_size=1e9, n_tokens=8e9, min_weight=0.05)
-    o_fit = optimize({"a": res.law}, model_size=1e9, n_tokens=8e9, min_weight=0.05)
+    # No trust region: this tests the fit's recovery of the truth, whose optimum may lie
+    # beyond the fitting mixtures' range (the default region stops at the range + 0.05).
+    o_fit = optimize(
+        {"a": res.law}, model_size=1e9, n_tokens=8e9, min_weight=0.05, trust_region="none"
+    )
     regret = float(true.predict(1e9, 8e9, o_fit.x)) - o_true.fun
     assert regret < 2e-3
 

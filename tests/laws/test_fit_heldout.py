@@ -40,7 +40,7 @@ def test_checks_the_rows_do_not_allow_are_skipped_with_a_reason(synth_table, hel
     table = synth_table({"a": helpers.true_law("additive")}, sizes=(1e8, 1e9), tokens=(1e9,))
     skipped: dict[str, str] = {}
     assert [s.kind for s in plan_splits(table, "a", skipped=skipped, folds=3)] == ["mixture"] * 3
-    assert "3 model sizes" in skipped["n"] and "token counts" in skipped["d"]
+    assert "4 model sizes" in skipped["n"] and "token counts" in skipped["d"]
     with pytest.raises(ValueError, match="held-out kinds can be n, d, mixture, got 'x'"):
         plan_splits(table, "a", ("x",))
 
