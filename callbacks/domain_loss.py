@@ -36,9 +36,9 @@ Silent failures are errors: no validation data, a model without ``validation_ste
 training loader without ``val_check_interval`` (zero rows), a fresh run under a name the table
 already holds.
 
-This module owns the callback (arguments, setup, the one reduction, the rows, its state); its
-mixins count D (``callbacks._domain_counts``) and sum the validation losses
-(``callbacks._domain_sums``).
+This module owns the callback whole: arguments, setup, counting D per training domain
+(``_TrainCounts``), summing the validation losses per domain slot (``_ValidationSums``), the
+one reduction, the rows and its state.
 
 Example:
     >>> trainer = Trainer(callbacks=[DomainLossLogger("runs.csv", run="s-m03")])  # doctest: +SKIP
@@ -57,16 +57,18 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from mixsampler.callbacks._batches import train_meta, val_meta, val_parts
 from mixsampler.callbacks._common import (
     check_model_size,
     check_weights,
     count_parameters,
+    counts_samples,
     find_mixture_dataset,
 )
-from mixsampler.callbacks._domain_counts import _TrainCounts
-from mixsampler.callbacks._domain_sums import _ValidationSums
 from mixsampler.callbacks._guards import (
     check_every_domain_validated,
     check_same_table,
@@ -85,6 +87,205 @@ from mixsampler.callbacks._runtable import (
 __all__ = ["DomainLossLogger"]
 
 log = logging.getLogger(__name__)
+
+
+# The two halves of DomainLossLogger's state machine, as classes it inherits: the training
+# side (D per domain) and the validation side (loss sums per domain slot). The state is created
+# in DomainLossLogger.__init__.
+
+
+class _TrainCounts(Callback):
+    """Counts D on every rank as training batches arrive (state set by DomainLossLogger)."""
+
+    tokens_per_sample: int | None
+    validate_at_end: bool
+    _train_domains: list[str]
+    _train_slot: dict[str, int]
+    _consumed: torch.Tensor | None
+    _restored: dict[str, dict[str, float]]
+    _counting: str
+    _warned_no_tokens: bool
+    _n_tokens_unit: str
+    _sums: torch.Tensor | None
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._validate_at_the_end(trainer)
+        if self._consumed is None or not self._train_domains:
+            return
+        meta = train_meta(trainer, batch)
+        if meta is None:
+            if self._counting == "batches":
+                self._counting = "sampler"
+                rank_zero_warn(
+                    "DomainLossLogger: the training batches' domains are unknown (batches from"
+                    " neither MixtureDataModule nor dicts with '__domain__'); D and the realized"
+                    " shares fall back to the sampler's counters, which run ahead of training by"
+                    " the prefetched batches. Train with mixsampler.MixtureDataModule for exact"
+                    " counts."
+                )
+            return
+        domains, ntok = meta
+        try:
+            idx = [self._train_slot[d] for d in domains]
+        except KeyError as err:
+            raise ValueError(
+                f"training batch has domain {err.args[0]!r}, not one of the training domains"
+                f" {self._train_domains}"
+            ) from None
+        dev = self._consumed.device
+        index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
+        ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
+        self._consumed[0].index_add_(0, index, ones)
+        if ntok is not None:
+            self._n_tokens_unit = "tokens"
+            tokens = torch.tensor(ntok, dtype=torch.float64).to(dev, non_blocking=True)
+        elif self.tokens_per_sample is not None:
+            self._n_tokens_unit = "tokens"
+            tokens = ones * self.tokens_per_sample
+        else:
+            # Images, audio: D counts samples by design (unit="samples"); the run table's
+            # n_tokens_unit column says so, and a warning meant for text would be noise.
+            if not self._warned_no_tokens and not counts_samples(trainer):
+                self._warned_no_tokens = True
+                rank_zero_warn(
+                    "DomainLossLogger: the training samples carry no token count ('ntok' field"
+                    " or MixtureDataModule(length_fn=...)) and tokens_per_sample is not set, so"
+                    " n_tokens counts samples, not tokens."
+                )
+            tokens = ones
+        self._consumed[1].index_add_(0, index, tokens)
+
+    def _validate_at_the_end(self, trainer: pl.Trainer) -> None:
+        # Lightning validates at the last step only when it falls on val_check_interval (a run
+        # of 97 steps at interval 20 would end with no row after step 80). Asking the loop to
+        # stop at the step it ends anyway makes it validate once more there.
+        if (
+            self.validate_at_end
+            and trainer.max_steps > 0
+            and trainer.global_step >= trainer.max_steps
+            and not trainer.should_stop
+        ):
+            trainer.should_stop = True
+
+    def _sampler_counts(self, trainer: pl.Trainer) -> list[list[float]]:
+        ds = find_mixture_dataset(trainer)
+        counts = ds.counts() if ds is not None and hasattr(ds, "counts") else {}
+        vec = torch.tensor(
+            [
+                [float(counts.get(unit, {}).get(d, 0)) for d in self._train_domains]
+                for unit in ("samples", "tokens")
+            ],
+            dtype=torch.float64,
+        )
+        device = self._sums.device if self._sums is not None else "cpu"
+        return trainer.strategy.reduce(vec.to(device), reduce_op="sum").cpu().tolist()
+
+    def _with_restored(self, consumed: list[list[float]]) -> tuple[dict, dict]:
+        samples = {
+            d: self._restored["samples"].get(d, 0.0) + consumed[0][i]
+            for i, d in enumerate(self._train_domains)
+        }
+        tokens = {
+            d: self._restored["tokens"].get(d, 0.0) + consumed[1][i]
+            for i, d in enumerate(self._train_domains)
+        }
+        return samples, tokens
+
+
+class _ValidationSums(Callback):
+    """Sums each validation batch's loss into its domain's slot (state set by DomainLossLogger)."""
+
+    _val_domains: list[str]
+    _val_slot: dict[str, int]
+    _loader_domains: list[str] | None
+    _sums: torch.Tensor | None
+    _counts: torch.Tensor | None
+    _batches: torch.Tensor | None
+    _warned: set[str]
+
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loaders = trainer.val_dataloaders
+        self._loader_domains = list(loaders) if isinstance(loaders, Mapping) else None
+        if self._loader_domains:
+            # Every rank holds the same dict, so every rank adds the same slots in the same order.
+            for d in self._loader_domains:
+                if d not in self._val_slot:
+                    self._val_slot[d] = len(self._val_domains)
+                    self._val_domains.append(d)
+        if counts_samples(trainer):
+            # unit="samples" (images, audio): a sample is the unit a loss is averaged over,
+            # so weighting batches by their samples is exact; no warning meant for text.
+            self._warned.add("samples")
+        n = len(self._val_domains)
+        self._sums = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
+        self._counts = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
+        # Batches per domain: the run table says how many each loss is the mean over.
+        self._batches = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._sums is None or self._counts is None:
+            return
+        meta = val_meta(trainer, batch, batch_idx, dataloader_idx)
+        domains, ntok = meta if meta is not None else (None, None)
+        loader_domain = (
+            self._loader_domains[dataloader_idx]
+            if self._loader_domains and dataloader_idx < len(self._loader_domains)
+            else None
+        )
+        name, loss_sum, n_tok = val_parts(outputs, domains, ntok, loader_domain, self._warned)
+        if name is None:
+            raise ValueError(
+                "cannot tell the domain of a validation batch: use MixtureDataModule(val=...),"
+                " a dict of validation loaders keyed by domain, or return 'domain' from"
+                " validation_step"
+            )
+        if isinstance(name, str):
+            slot = self._slot(name)
+            self._sums[slot] += loss_sum.to(self._sums.device, torch.float64).sum()
+            self._counts[slot] += n_tok.to(self._counts.device, torch.float64).sum()
+            if self._batches is not None:
+                self._batches[slot] += 1
+            return
+        if not (len(name) == loss_sum.numel() == n_tok.numel()):
+            raise ValueError(
+                f"validation_step returned {loss_sum.numel()} loss_sum, {n_tok.numel()} n_tokens"
+                f" and {len(name)} domains; they must have one entry per sample"
+            )
+        index = torch.tensor([self._slot(d) for d in name], dtype=torch.long)
+        index = index.to(self._sums.device, non_blocking=True)
+        self._sums.index_add_(0, index, loss_sum.to(self._sums.device, torch.float64))
+        self._counts.index_add_(0, index, n_tok.to(self._counts.device, torch.float64))
+        if self._batches is not None:
+            for d in set(name):
+                self._batches[self._slot(d)] += 1
+
+    def _slot(self, domain: str) -> int:
+        slot = self._val_slot.get(domain)
+        if slot is None:
+            # Slots are fixed so the one collective has the same shape on every rank.
+            raise ValueError(
+                f"validation batch has domain {domain!r}, not one of {self._val_domains};"
+                " list every validation domain in DomainLossLogger(domains=...)"
+            )
+        return slot
 
 
 class DomainLossLogger(_TrainCounts, _ValidationSums):
