@@ -123,17 +123,24 @@ def test_matches_reference_and_brute_force(
     laws_ = fitted[law]
     rng = np.random.default_rng(0)
     objectives = [{"c4": 1.0}, {"c4": 0.7, "wikipedia": 0.3}]
-    for (n, d, cons), obj in [(c, o) for c in CASES for o in objectives]:
-        res = optimize(laws_, model_size=n, n_tokens=d, objective=obj, **cons)
-        where = f"{law} at N={n:.3g}, D={d:.3g}, {obj}, {cons}: {res.message}"
+    # With the default trust region, and without it (the whole constrained simplex).
+    runs = [(c, o, tr) for c in CASES for o in objectives for tr in ("range", "none")]
+    for (n, d, cons), obj, tr in runs:
+        res = optimize(laws_, model_size=n, n_tokens=d, objective=obj, trust_region=tr, **cons)
+        where = f"{law} at N={n:.3g}, D={d:.3g}, {obj}, {cons}, trust {tr}: {res.message}"
         assert res.success, where
         lo, hi = feasible_bounds(res.domains, d, **cons)
         assert (res.x >= lo - 1e-12).all() and (res.x <= hi + 1e-12).all(), where
         assert res.x.sum() == pytest.approx(1.0, abs=1e-12), where
-        ref = _reference(laws_, obj, n, d, lo, hi, rng)
+        # The references search the set optimize searched: the constraints and, since fitted
+        # laws record their fitting mixtures, the default trust region inside them.
+        tlo = np.array([res.lower[dom] for dom in res.domains])
+        thi = np.array([res.upper[dom] for dom in res.domains])
+        assert (tlo >= lo - 1e-12).all() and (thi <= hi + 1e-12).all(), where
+        ref = _reference(laws_, obj, n, d, tlo, thi, rng)
         assert res.fun <= ref + 1e-6, f"{where}: reference found {ref:.10f} < {res.fun:.10f}"
         assert res.fun == pytest.approx(ref, abs=1e-6) or res.fun < ref, where
-        h = _sample(lo, hi, rng)
+        h = _sample(tlo, thi, rng)
         with np.errstate(over="ignore", invalid="ignore"):
             brute = np.nanmin(sum(w * laws_[t].predict(n, d, h) for t, w in obj.items()))
         assert res.fun <= brute + 1e-12, f"{where}: a random mixture scores {brute:.10f}"
