@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread: the fits are many small matrix ops, where threads only add contention.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+from mixsampler.threads import BLAS_THREAD_VARS  # noqa: E402  (stdlib only: numpy not loaded)
+
+# One BLAS thread unless the caller set one: the fits are many small matrix ops, where threads
+# only add contention. Set before numpy loads, which reads them once.
+for _var in BLAS_THREAD_VARS:
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402

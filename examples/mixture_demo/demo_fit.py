@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 from demo_results import FitSummary, LawReport
-from demo_runs import blas_threads
+
+from mixsampler.threads import blas_threads
 
 LAWS: tuple[str, ...] = ("additive", "joint")
 

@@ -12,13 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ import lightning.pytorch as pl
 from demo_config import DemoConfig, RunSpec
 from demo_data import DemoData
 from typing_extensions import override
+
+from mixsampler.threads import blas_threads
 
 #: validation sequences per batch (a batch of VAL_BATCH / seqs_per_sample samples)
 VAL_BATCH = 64
@@ -289,22 +290,6 @@ def run_many(
         pump.join(timeout=5)
         manager.shutdown()
     return [results[s.name] for s in specs]
-
-
-@contextlib.contextmanager
-def blas_threads(n: int) -> Iterator[None]:
-    """Threads of the numeric libraries in child processes started inside the block."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: str(n) for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_steps(cfg: DemoConfig, tokens: int) -> int:
