@@ -66,6 +66,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mixsampler import schedule
+from mixsampler.checks import check_int
 from mixsampler.readers import END, ReaderContext
 from mixsampler.sources import Source, source_spec
 from mixsampler.tario import CorruptShardError
@@ -83,12 +84,6 @@ _MAX_SCHEDULED = 4096
 # Shared weights: [tick, version, w_1..w_k]. The tick changes after every set_weights, so a
 # slot reads one number per sample; the version is a seqlock of the weights (odd while written).
 _TICK, _VERSION, _W = 0, 1, 2
-
-
-def _check_count(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 class _SharedState:
@@ -185,16 +180,16 @@ class _SharedState:
                 f"give at_sample or at_step, not both (got at_sample={at_sample!r}, "
                 f"at_step={at_step!r})"
             )
-        size = self.batch_size if batch_size is None else _check_count("batch_size", batch_size, 1)
+        size = self.batch_size if batch_size is None else check_int("batch_size", batch_size, low=1)
         if at_step is not None:
-            _check_count("at_step", at_step, 0)
+            check_int("at_step", at_step, low=0)
             if size is None:
                 raise ValueError(
                     f"set_weights(at_step={at_step}) needs the loader's batch size: pass "
                     "batch_size= here or to MixtureDataset"
                 )
             at_sample = at_step * size
-        _check_count("at_sample", at_sample, 0)
+        check_int("at_sample", at_sample, low=0)
         k = len(self.domain_names)
         row = int(table[0])
         if row >= _MAX_SCHEDULED:
@@ -707,18 +702,13 @@ class MixtureDataset(_SharedState, IterableDataset):
             raise ValueError(f"length_fn must be callable or None, got {length_fn!r}")
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable or None, got {transform!r}")
-        if (
-            isinstance(shuffle_buffer, bool)
-            or not isinstance(shuffle_buffer, int)
-            or shuffle_buffer < 1
-        ):
-            raise ValueError(f"shuffle_buffer must be an integer >= 1, got {shuffle_buffer!r}")
+        check_int("shuffle_buffer", shuffle_buffer, low=1)
         if on_corrupt not in ON_CORRUPT_MODES:
             raise ValueError(f"on_corrupt can be {', '.join(ON_CORRUPT_MODES)}, got {on_corrupt!r}")
         if not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
         if batch_size is not None:
-            _check_count("batch_size", batch_size, 1)
+            check_int("batch_size", batch_size, low=1)
         self._exhaustion = self._parse_exhaustion(exhaustion)
         if rank is None or world_size is None:
             default_rank, default_world = _default_rank()
