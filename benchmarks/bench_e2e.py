@@ -42,8 +42,9 @@ def config_for(args: argparse.Namespace) -> pipeline.DemoConfig:
     grow = s**0.5
 
     def width(w: int) -> int:
-        # Multiples of 16 keep the head dimension whole for any n_head up to 16.
-        return max(16, int(round(w * grow / 16)) * 16)
+        # Multiples of 8 keep the head dimension whole for any n_head up to 8; multiples of 16
+        # merged the demo's widths 16 and 24 into one size at --scale 1 (round(1.5) = 2).
+        return max(16, int(round(w * grow / 8)) * 8)
 
     proxy_widths = tuple(args.proxy_widths or sorted({width(w) for w in base.proxy_widths}))
     main_width = args.main_width or width(base.main_width)
