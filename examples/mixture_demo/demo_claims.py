@@ -23,7 +23,7 @@ into ``analysis_plan.md`` before the first run trains):
     error times the predicted objective) and refuses an untrusted law
     (:func:`decision_statement`). PASS when every gain the tool called distinguishable is
     positive on every seed and significant at :data:`ALPHA`, and nothing it called
-    distinguishable lost; a gain it called within its error is reported, not judged.
+    distinguishable lost; a gain it made no claim on is reported, not judged.
 
 The test is one-sided because the claim is directional (the optimum is lower than the
 baseline); the sign test needs 5 seeds all positive to reach p < 0.05 (0.5^5 = 0.031), so
@@ -357,8 +357,9 @@ def decision_statement(
     if ok:
         verb = "distinguishable"
     elif refused:
-        verb = "not a claim: the tool refuses this decision without an override (" + (
-            "; ".join(refused) + ")"
+        more = f"; {len(refused) - 1} more in decision.md" if len(refused) > 1 else ""
+        verb = (
+            f"not a claim: the tool refuses this decision without an override ({refused[0]}{more})"
         )
     else:
         verb = f"not a claim: {b['verdict']}"

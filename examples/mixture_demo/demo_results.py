@@ -230,7 +230,7 @@ class DecisionCheck(Record):
 
     statement: DecisionStatement  # what the tool said before the main runs
     test: PairedTest  # baseline - optimized per seed on the main runs
-    outcome: str  # "PASS", "FAIL", or "not judged" (the tool called it within its error)
+    outcome: str  # "PASS", "FAIL", or "not judged" (within its error, or refused: no claim)
 
 
 @dataclass(frozen=True)

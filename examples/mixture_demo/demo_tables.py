@@ -83,7 +83,9 @@ def summary_lines(results: DemoResults) -> list[str]:
     parts = []
     for o, per in c.decision.items():
         for base, d in per.items():
-            mark = d.outcome if d.outcome != "not judged" else "within the law's error"
+            mark = d.outcome
+            if d.outcome == "not judged":
+                mark = "refused by the tool" if d.statement.refused else "within the law's error"
             parts.append(f"{o} vs {base} {d.test.mean:+.4f} (p {d.test.t_p:.3f}, {mark})")
     lines.append(
         f"| (c) the decision | paired gains over {seeds} seeds | {'; '.join(parts)} | "
