@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.checks import check_int
 from mixsampler.corpus import read_documents
 from mixsampler.index import build_index, sidecar_path
 from mixsampler.tokens import Tokenizer, id_dtype, load_tokenizer
@@ -622,11 +623,7 @@ def _check_args(
         ("samples_per_shard", samples_per_shard, False),
         ("workers", workers, False),
     ):
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            extra = " or None" if allow_none else ""
-            raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+        check_int(name, value, low=1, allow_none=allow_none)
     if chunks_per_sample != 1 and chunk_tokens is None:
         raise ValueError(
             f"chunks_per_sample={chunks_per_sample} needs chunk_tokens (one sample per file"

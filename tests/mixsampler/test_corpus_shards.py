@@ -281,7 +281,7 @@ def test_cli_tokenizes_jsonl_zst_with_workers(tokenizer_file, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("bytes/token") == 4 and "web\ttrain" in out and "code\tval" in out
     assert main(args[:-1] + ["--workers", "0", "-q"]) == 2
-    assert "workers must be a positive integer, got 0" in capsys.readouterr().err
+    assert "workers must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_jsonl_and_parquet_to_a_trainer_with_the_built_in_collate(tokenizer_file, tmp_path):
@@ -359,7 +359,7 @@ def test_token_samples_that_do_not_add_up_are_errors_naming_shard_and_key():
         token_ids({**where, "bin": b"1234567", "ntok": b"3"})
     with pytest.raises(ValueError, match=r"holds 5 tokens, fewer than seq_len \+ 1 = 9"):
         TokenWindows(8)([{**where, "bin": b"12345", "ntok": b"5"}])
-    with pytest.raises(ValueError, match="seq_len must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="seq_len must be an integer >= 1, got 0"):
         TokenWindows(0)
     wide = np.array([70000, 1, 2], np.uint32)
     assert token_ids({"bin": wide.tobytes(), "ntok": b"3"}).tolist() == [70000, 1, 2]
