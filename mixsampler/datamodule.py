@@ -181,6 +181,7 @@ class MixtureDataModule(pl.LightningDataModule):
 
         for name, data in {**dict(train), **dict(val or {})}.items():
             source_spec(name, data)
+        check_int("prefetch_factor", prefetch_factor, low=1, allow_none=True)
         if prefetch_factor is not None and num_workers == 0:
             raise ValueError(
                 f"prefetch_factor={prefetch_factor!r} needs num_workers > 0, got num_workers=0"

@@ -32,6 +32,12 @@ CASES: list[tuple[str, Callable[..., Any], dict[str, Any], str]] = [
     ("batch_size", _datamodule, {"batch_size": True}, "batch_size"),
     ("val_batch_size", _datamodule, {"val_batch_size": True}, "val_batch_size"),
     ("shuffle_buffer", _datamodule, {"shuffle_buffer": True}, "shuffle_buffer"),
+    (
+        "prefetch_factor",
+        _datamodule,
+        {"num_workers": 1, "prefetch_factor": True},
+        "prefetch_factor",
+    ),
     ("seq_len", TokenWindows, {"seq_len": True}, "seq_len"),
     ("max_windows", lambda **kw: TokenWindows(8, **kw), {"max_windows": True}, "max_windows"),
     ("slurm time", SlurmOptions, {"time_min": True}, "--time"),
