@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -221,7 +223,7 @@ def _law(heldout_mre: float, train_mre: float = 0.004, converged: bool = True) -
     return {"a": FittedLaw("additive", ("a", "b"), "a", params, fit=fit)}
 
 
-def _decide(heldout_mre: float, train_mre: float = 0.004, converged: bool = True):  # noqa: ANN202
+def _decide(heldout_mre: float, train_mre: float = 0.004, converged: bool = True) -> Any:
     from mixsampler import laws
 
     return laws.decide(
@@ -347,3 +349,12 @@ def test_load_user_data_reads_a_shard_layout(tmp_path) -> None:
     assert data.train_domains == ("code", "web")
     assert data.targets == ("qa",)
     assert data.natural_weights() == {"code": 0.5, "web": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [(lambda: GPTConfig(n_layer=True), "n_layer"), (lambda: DataConfig(seq_len=True), "seq_len")],
+)
+def test_demo_sizes_refuse_a_bool(make: Callable[[], object], name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 1, got True$"):
+        make()
