@@ -393,5 +393,33 @@ def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path):
         [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 1
-    assert "RuntimeError: a tokenizer worker process (workers=2) died or could not" in run.stderr
+    assert "WorkerError: a tokenizer worker process (workers=2) died or could not" in run.stderr
     assert os.listdir(tmp_path / "o") == []  # no shard, no staging folder left
+
+
+def test_cli_worker_that_cannot_start_is_one_line_exit_1(tmp_path):
+    """``mixsampler shards --workers 2`` whose workers cannot start (its main module is stdin,
+    which a forkserver worker cannot import again; a worker killed for memory ends the same
+    way): one line naming the cause, exit 1 (the machine, not the input), no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "d.txt").write_text("some text " * 50)
+    code = (
+        "import sys\nfrom mixsampler.cli import main\n"
+        f"sys.exit(main(['shards', 'd={tmp_path / 'd.txt'}', '-o', {str(tmp_path / 'o')!r},"
+        " '--workers', '2', '-q']))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1, run.stderr
+    # the workers' own tracebacks may come first; the CLI's error is its last line, alone
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("mixsampler shards: error: a tokenizer worker process (workers=2)")
+    assert "cli.py" not in run.stderr  # no traceback of the command itself
+    # an OSError to the CLI (exit 1), still the RuntimeError library callers caught before
+    from mixsampler.shards import WorkerError
+
+    assert issubclass(WorkerError, OSError) and issubclass(WorkerError, RuntimeError)
+    assert os.listdir(tmp_path / "o") == []
