@@ -134,12 +134,12 @@ def check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
             raise ValueError(
                 f"schedule[{i}] must be {{'step': int, 'weights': ...}}, got {entry!r}"
             )
-        check_int(f"schedule[{i}]['step']", step, low=0)
-        if out and step <= out[-1][0]:
+        at: int = check_int(f"schedule[{i}]['step']", step, low=0)
+        if out and at <= out[-1][0]:
             raise ValueError(
-                f"schedule steps must increase, got {step} after {out[-1][0]} at schedule[{i}]"
+                f"schedule steps must increase, got {at} after {out[-1][0]} at schedule[{i}]"
             )
-        out.append((step, check_weights(weights, f"schedule[{i}]['weights']")))
+        out.append((at, check_weights(weights, f"schedule[{i}]['weights']")))
     return out
 
 
