@@ -11,10 +11,13 @@ so each step can be redone by hand with the command line (the report lists the c
 - ``plan.csv``: the proxy sweep (``mixsampler.make_plan``),
 - ``runs/proxy/*.csv`` and ``runs/main/*.csv``: run-table rows written by
   :class:`mixsampler.callbacks.DomainLossLogger` at every validation,
-- ``laws/<law>.json`` (fit on all proxy rows), ``laws/<law>.heldout.json`` (fit on the
+- ``laws/<law>.json`` (fit on all proxy rows; its ``fit["heldout"]`` records the two checks
+  below, where ``laws.decide`` reads them), ``laws/<law>.heldout.json`` (fit on the
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),
-- ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture,
+- ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture (an optimum's with the
+  ``decision`` ``mixsampler optimize`` would write),
+- ``analysis_plan.md`` (before any run) and ``decision.md`` (before the main runs),
 - ``results.json`` (:class:`~demo_results.DemoResults`), ``report.md`` and the
   PNG figures.
 
