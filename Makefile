@@ -41,5 +41,15 @@ lint: install
 	$(BIN)/python tools/check_private_imports.py
 	$(BIN)/python tools/typecheck.py
 
+# The fast benchmarks that need no public run table (each under 10 s on an idle 2-core
+# machine; reports in bench_out/): the drop-in hooks' cost and the sampler against its peers
+# at smoke-test sizes. The rest take the tables' paths or run for minutes: see
+# docs/benchmarks.md.
+bench: install
+	mkdir -p bench_out
+	$(BIN)/python benchmarks/bench_dropin.py --out bench_out/dropin.md
+	$(BIN)/python benchmarks/bench_sampler.py --quick --out bench_out/sampler.md \
+		--folder bench_out/sampler_data
+
 clean:
-	rm -rf $(VENV) demo_out *.egg-info
+	rm -rf $(VENV) demo_out bench_out *.egg-info

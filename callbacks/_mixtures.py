@@ -23,6 +23,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_warn
 
 from mixsampler.callbacks._common import check_weights
+from mixsampler.checks import check_int
 
 
 class OnResume(str, enum.Enum):
@@ -133,13 +134,12 @@ def check_schedule(schedule: Any) -> list[tuple[int, dict[str, float]]]:
             raise ValueError(
                 f"schedule[{i}] must be {{'step': int, 'weights': ...}}, got {entry!r}"
             )
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"schedule[{i}]['step'] must be an int >= 0, got {step!r}")
-        if out and step <= out[-1][0]:
+        at: int = check_int(f"schedule[{i}]['step']", step, low=0)
+        if out and at <= out[-1][0]:
             raise ValueError(
-                f"schedule steps must increase, got {step} after {out[-1][0]} at schedule[{i}]"
+                f"schedule steps must increase, got {at} after {out[-1][0]} at schedule[{i}]"
             )
-        out.append((step, check_weights(weights, f"schedule[{i}]['weights']")))
+        out.append((at, check_weights(weights, f"schedule[{i}]['weights']")))
     return out
 
 

@@ -83,6 +83,7 @@ from mixsampler.callbacks._runtable import (
     row_columns,
     val_batches_column,
 )
+from mixsampler.checks import check_int
 
 __all__ = ["DomainLossLogger"]
 
@@ -340,12 +341,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
                 raise ValueError(f"domains must be distinct, got {list(domains)}")
         if weights is not None:
             check_weights(weights, "weights")
-        if tokens_per_sample is not None and (
-            isinstance(tokens_per_sample, bool)
-            or not isinstance(tokens_per_sample, int)
-            or tokens_per_sample <= 0
-        ):
-            raise ValueError(f"tokens_per_sample must be a positive int, got {tokens_per_sample!r}")
+        check_int("tokens_per_sample", tokens_per_sample, low=1, allow_none=True)
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
         self.path = Path(path) if path is not None else None

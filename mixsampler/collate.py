@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mixsampler.checks import check_int
 from mixsampler.tokens import token_ids
 
 __all__ = ["TokenWindows"]
@@ -48,12 +49,8 @@ class TokenWindows:
     """
 
     def __init__(self, seq_len: int, max_windows: int | None = None) -> None:
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
-        if max_windows is not None and (
-            isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 1
-        ):
-            raise ValueError(f"max_windows must be a positive int or None, got {max_windows!r}")
+        check_int("seq_len", seq_len, low=1)
+        check_int("max_windows", max_windows, low=1, allow_none=True)
         self.seq_len = seq_len
         self.max_windows = max_windows
 

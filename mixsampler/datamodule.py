@@ -45,6 +45,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from mixsampler.checks import check_int
 from mixsampler.dataset import EXHAUSTION_MODES, ON_CORRUPT_MODES, UNITS, MixtureDataset
 from mixsampler.loader import (
     BatchMeta,
@@ -164,22 +165,11 @@ class MixtureDataModule(pl.LightningDataModule):
             ("num_workers", num_workers, 0),
             ("seed", seed, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
-        if val_batch_size is not None and (
-            isinstance(val_batch_size, bool)
-            or not isinstance(val_batch_size, int)
-            or val_batch_size < 1
-        ):
-            raise ValueError(f"val_batch_size must be an int >= 1 or None, got {val_batch_size!r}")
+            check_int(arg, value, low=low)
+        check_int("val_batch_size", val_batch_size, low=1, allow_none=True)
         if unit not in UNITS:
             raise ValueError(f"unit can be {', '.join(UNITS)}, got {unit!r}")
-        if (
-            isinstance(shuffle_buffer, bool)
-            or not isinstance(shuffle_buffer, int)
-            or (shuffle_buffer < 1)
-        ):
-            raise ValueError(f"shuffle_buffer must be an int >= 1, got {shuffle_buffer!r}")
+        check_int("shuffle_buffer", shuffle_buffer, low=1)
         if on_corrupt not in ON_CORRUPT_MODES:
             raise ValueError(f"on_corrupt can be {', '.join(ON_CORRUPT_MODES)}, got {on_corrupt!r}")
         policies = exhaustion.values() if isinstance(exhaustion, Mapping) else [exhaustion]
@@ -191,6 +181,7 @@ class MixtureDataModule(pl.LightningDataModule):
 
         for name, data in {**dict(train), **dict(val or {})}.items():
             source_spec(name, data)
+        check_int("prefetch_factor", prefetch_factor, low=1, allow_none=True)
         if prefetch_factor is not None and num_workers == 0:
             raise ValueError(
                 f"prefetch_factor={prefetch_factor!r} needs num_workers > 0, got num_workers=0"

@@ -694,8 +694,7 @@ class MixtureDataset(_SharedState, IterableDataset):
                 raise ValueError(f"domain names must be non-empty strings, got {name!r}")
         self.domain_names: tuple[str, ...] = tuple(domains)
         self._initial = schedule.normalize_weights(weights, self.domain_names)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int("seed", seed, low=0)
         if unit not in UNITS:
             raise ValueError(f"unit can be {', '.join(UNITS)}, got {unit!r}")
         if length_fn is not None and not callable(length_fn):
@@ -705,8 +704,7 @@ class MixtureDataset(_SharedState, IterableDataset):
         check_int("shuffle_buffer", shuffle_buffer, low=1)
         if on_corrupt not in ON_CORRUPT_MODES:
             raise ValueError(f"on_corrupt can be {', '.join(ON_CORRUPT_MODES)}, got {on_corrupt!r}")
-        if not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+        check_int("max_workers", max_workers, low=1)
         if batch_size is not None:
             check_int("batch_size", batch_size, low=1)
         self._exhaustion = self._parse_exhaustion(exhaustion)
@@ -714,10 +712,8 @@ class MixtureDataset(_SharedState, IterableDataset):
             default_rank, default_world = _default_rank()
             rank = default_rank if rank is None else rank
             world_size = default_world if world_size is None else world_size
-        if not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
+        check_int("world_size", world_size, low=1)
+        check_int("rank", rank, low=0, high=world_size - 1)
 
         self.seed = seed
         self.unit = unit

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from mixsampler.checks import check_int
+
 __all__ = ["DESIGNS", "design_weights"]
 
 DESIGNS: tuple[str, ...] = ("grid", "dirichlet", "sobol")
@@ -51,8 +53,8 @@ def _grid_design(k: int, n: int, m: float, steps: int | None, seed: int) -> np.n
         steps = max(1, math.ceil(2 * k * (1.0 - k * m)))
         while math.comb(steps + k - 1, k - 1) < n:
             steps += 1
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"grid_steps must be a positive integer, got {steps!r}")
+    else:
+        check_int("grid_steps", steps, low=1)
     size = math.comb(steps + k - 1, k - 1)
     if size < n:
         raise ValueError(

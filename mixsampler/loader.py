@@ -39,6 +39,7 @@ from torch.utils.data import default_collate as _default_collate
 from torch.utils.data._utils.pin_memory import pin_memory as _pin_memory
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from mixsampler.checks import check_int
 from mixsampler.transforms import sample_seed, with_seed
 
 __all__ = [
@@ -174,8 +175,7 @@ class MixtureLoader(_MetaQueue, StatefulDataLoader):
         self, *args: Any, lookahead: int = 1, rank: int = 0, world_size: int = 1, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
-            raise ValueError(f"lookahead must be a non-negative int, got {lookahead!r}")
+        check_int("lookahead", lookahead, low=0)
         self.lookahead = lookahead
         self.rank = rank
         self.world_size = world_size

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.checks import check_int
 from mixsampler.designs import DESIGNS, design_weights
 from mixsampler.laws.schema import N_TOKENS, RUN, weight_column
 
@@ -165,12 +166,7 @@ class Plan:
         """
         import yaml
 
-        if tokens_per_step is not None and (
-            isinstance(tokens_per_step, bool)
-            or int(tokens_per_step) != tokens_per_step
-            or tokens_per_step <= 0
-        ):
-            raise ValueError(f"tokens_per_step must be a positive integer, got {tokens_per_step!r}")
+        check_int("tokens_per_step", tokens_per_step, low=1, allow_none=True)
         out = Path(out_dir)
         (out / "configs").mkdir(parents=True, exist_ok=True)
         (out / runs_dir).mkdir(parents=True, exist_ok=True)
@@ -288,8 +284,7 @@ def make_plan(
     if not budgets or any(not (math.isfinite(t) and t > 0) for t in budgets):
         raise ValueError(f"token_budgets must be positive numbers, got {list(token_budgets)}")
     sizes = _model_sizes(model_sizes)
-    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
-        raise ValueError(f"margin must be a non-negative integer, got {margin!r}")
+    check_int("margin", margin, low=0)
     n_params = mix_params = None
     if law is not None:
         n_params, mix_params = law_n_params(law, k), law_mixture_params(law, k)
@@ -297,9 +292,9 @@ def make_plan(
         if law is None:
             raise ValueError("give n_mixtures or a law to size the sweep from, got neither")
         n_mixtures = mix_params + margin
-    elif isinstance(n_mixtures, bool) or not isinstance(n_mixtures, int) or n_mixtures < 1:
-        raise ValueError(f"n_mixtures must be a positive integer, got {n_mixtures!r}")
-    elif mix_params is not None and n_mixtures < mix_params:
+    else:
+        check_int("n_mixtures", n_mixtures, low=1)
+    if mix_params is not None and n_mixtures < mix_params:
         log.warning(
             "n_mixtures=%d is below the %d parameters of the %s law that only distinct"
             " mixtures identify: its mixture term will not be identified",

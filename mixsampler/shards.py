@@ -57,11 +57,18 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.checks import check_int
 from mixsampler.corpus import read_documents
 from mixsampler.index import build_index, sidecar_path
 from mixsampler.tokens import Tokenizer, id_dtype, load_tokenizer
 
-__all__ = ["ShardResult", "write_shards", "collect_files", "DEFAULT_SAMPLE_TOKENS"]
+__all__ = [
+    "ShardResult",
+    "WorkerError",
+    "write_shards",
+    "collect_files",
+    "DEFAULT_SAMPLE_TOKENS",
+]
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -69,6 +76,15 @@ _DOMAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # to 16,384 (plus the one-token shift of the targets) use every token, and the tar overhead
 # (about 1.8 KiB a sample) stays near 0.1 byte a token.
 DEFAULT_SAMPLE_TOKENS = 16385
+
+
+class WorkerError(ChildProcessError, RuntimeError):
+    """A tokenizer worker process died or could not start.
+
+    The machine, not the input (killed for memory, or a main module a worker cannot import
+    again): an ``OSError``, so ``mixsampler shards`` prints it as one line and exits 1, and a
+    ``RuntimeError`` as it always was to code that catches that.
+    """
 
 
 @dataclass
@@ -362,7 +378,7 @@ def _encoded(job: _Job, docs: Iterable[str], workers: int) -> Iterator[tuple[_Pa
         while queue:
             yield queue.popleft().result()
     except BrokenProcessPool:
-        raise RuntimeError(
+        raise WorkerError(
             f"a tokenizer worker process (workers={workers}) died or could not start (killed "
             "for memory, or a main module that cannot be imported again, such as code piped "
             "to python's stdin; see the worker's traceback above). Run from a script file, "
@@ -425,6 +441,7 @@ def write_shards(
             samples, a split with an empty side.
         mixsampler.corpus.CorpusFormatError: a file that is not what its name says (named).
         FileNotFoundError: an input or the tokenizer does not exist.
+        WorkerError: a tokenizer worker process died or could not start (``workers > 1``).
 
     Example:
         >>> r = write_shards("corpus/", "shards", domain="web", tokenizer="tokenizer.json",
@@ -622,11 +639,7 @@ def _check_args(
         ("samples_per_shard", samples_per_shard, False),
         ("workers", workers, False),
     ):
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            extra = " or None" if allow_none else ""
-            raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+        check_int(name, value, low=1, allow_none=allow_none)
     if chunks_per_sample != 1 and chunk_tokens is None:
         raise ValueError(
             f"chunks_per_sample={chunks_per_sample} needs chunk_tokens (one sample per file"

@@ -29,6 +29,8 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 
+from mixsampler.checks import check_int
+
 __all__ = [
     "BLAS_ENV",
     "BLAS_THREAD_VARS",
@@ -68,8 +70,7 @@ def set_blas_threads(
     count: int, environ: MutableMapping[str, str] | None = None
 ) -> dict[str, str | None]:
     """Set every BLAS variable to ``count``; return the previous values (None: unset)."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    check_int("count", count, low=1)
     env = os.environ if environ is None else environ
     saved = {var: env.get(var) for var in BLAS_THREAD_VARS}
     env.update(dict.fromkeys(BLAS_THREAD_VARS, str(count)))

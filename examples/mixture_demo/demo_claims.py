@@ -18,10 +18,12 @@ into ``analysis_plan.md`` before the first run trains):
     seed (seed s fixes the initialisation and the data order of every mixture, so the paired
     difference cancels what the runs share), their mean, a one-sided paired t-test and a
     one-sided sign test. Before the main runs the tool states whether it expects the gain to
-    be distinguishable: the law's predicted gain against its own held-out error
+    be distinguishable: ``laws.decide``, the decision ``mixsampler optimize`` prints,
+    compares the law's predicted gain with what the law can resolve (its largest held-out
+    error times the predicted objective) and refuses an untrusted law
     (:func:`decision_statement`). PASS when every gain the tool called distinguishable is
     positive on every seed and significant at :data:`ALPHA`, and nothing it called
-    distinguishable lost; a gain it called within its error is reported, not judged.
+    distinguishable lost; a gain it made no claim on is reported, not judged.
 
 The test is one-sided because the claim is directional (the optimum is lower than the
 baseline); the sign test needs 5 seeds all positive to reach p < 0.05 (0.5^5 = 0.031), so
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from demo_results import (
@@ -55,6 +57,9 @@ from demo_results import (
     ScaleCheck,
     ScaleObjective,
 )
+
+if TYPE_CHECKING:
+    from mixsampler.laws import Decision
 
 ALPHA = 0.05  # significance level of every test, one-sided
 MRE_GOAL_PCT = 2.0  # (a): the law's MRE on unseen mixtures at the proxies' scale, in %
@@ -72,9 +77,11 @@ ANALYSIS_PLAN = f"""\
     the held-out-N error on the proxies. Reported, not judged.
 (c) Decision: per objective and baseline (uniform, natural), paired gains baseline - optimum
     per seed; one-sided paired t-test and one-sided sign test at alpha = {ALPHA:g}.
-    Before the main runs the tool calls each gain distinguishable when the law's predicted
-    relative gain exceeds the law's held-out error (held-out N MRE of the targets in the
-    objective). PASS if every gain called distinguishable is positive on every seed and
+    Before the main runs the tool (laws.decide, as `mixsampler optimize` decides) calls a
+    gain distinguishable when the law's predicted gain exceeds what the law can resolve:
+    the largest held-out error (N or D) of the objective's targets times the predicted
+    objective at the optimum; a law the tool refuses (untrusted, or an uncertified optimum)
+    makes no claim. PASS if every gain called distinguishable is positive on every seed and
     significant (t-test p < {ALPHA:g}), and none called distinguishable lost; gains
     called within the error are reported, not judged.
 The data and the training recipe are fixed before this plan; no number below changes them.
@@ -173,47 +180,6 @@ def spearman(predicted: Sequence[float], measured: Sequence[float]) -> float:
     if len(predicted) < 3:
         return math.nan
     return float(stats.spearmanr(predicted, measured).statistic)
-
-
-def decision_statement(
-    objective: str,
-    baseline: str,
-    predicted_optimum: float,
-    predicted_baseline: float,
-    heldout_error_pct: float,
-) -> DecisionStatement:
-    """The tool's own call on a gain: is the law's predicted gain larger than its held-out
-    error? A local stand-in for ``mixsampler.laws.decision`` (being built in the issue "A
-    decision a user can bet a run on"); the rule is the same, the function will be swapped.
-
-    Example:
-        >>> s = decision_statement("avg", "uniform", 1.99, 2.0, 1.5)
-        >>> s.distinguishable, round(s.predicted_gain_pct, 2)
-        (False, 0.5)
-    """
-    gain = predicted_baseline - predicted_optimum
-    pct = gain / predicted_baseline * 100
-    ok = bool(pct > heldout_error_pct)
-    verb = "distinguishable" if ok else "within the law's error: not a claim"
-    text = (
-        f"optimized-{objective} vs {baseline}: predicted gain {gain:+.4f} ({pct:+.2f} %) "
-        f"against held-out error {heldout_error_pct:.2f} % -> {verb}"
-    )
-    return DecisionStatement(objective, baseline, gain, pct, heldout_error_pct, ok, text)
-
-
-def objective_heldout_error(
-    heldout_mre: Mapping[str, float], objective: Mapping[str, float]
-) -> float:
-    """The held-out error (in %) of an objective: its targets' held-out MREs weighted as the
-    objective weights them.
-
-    Example:
-        >>> objective_heldout_error({"a": 1.0, "b": 3.0}, {"a": 0.5, "b": 0.5})
-        2.0
-    """
-    total = sum(objective.values())
-    return float(sum(w * heldout_mre[t] for t, w in objective.items()) / total)
 
 
 def random_mixtures(
@@ -356,47 +322,77 @@ def extrapolation(
     }
 
 
-def predicted_objective(
-    fitted: Mapping[str, Any],
-    objective: Mapping[str, float],
+def decision_statement(
+    objective: str,
+    baseline: str,
+    decision: Decision,
     weights: Mapping[str, float],
-    model_size: float,
-    n_tokens: float,
-) -> float:
-    """The law's value of ``objective`` for a mixture at (N, D)."""
-    total = 0.0
-    for t, wt in objective.items():
-        law = fitted[t]
-        w = np.array([weights[d] for d in law.domains], dtype=float)
-        total += wt * float(law.predict(model_size, n_tokens, w))
-    return total
+) -> DecisionStatement:
+    """The tool's call on one gain, from ``laws.decide``: the optimum of ``objective`` against
+    ``baseline``, whose mixture the baseline's runs train (``weights``).
+
+    A claim is made only when decide calls the gain resolvable (larger than the law's
+    held-out error times the predicted objective) and the decision needed no override: a law
+    :func:`laws.decision.check_trusted` refuses, or an optimum the optimizer did not certify,
+    gives a user no weights, so the demo counts no claim.
+
+    Raises:
+        ValueError: the decision compared the optimum with another mixture than ``weights``.
+    """
+    b = decision.baselines[baseline]
+    if set(b["weights"]) != set(weights) or any(
+        abs(b["weights"][d] - float(w)) > 1e-9 for d, w in weights.items()
+    ):
+        raise ValueError(
+            f"laws.decide's {baseline} mixture {b['weights']} is not the one the {baseline} "
+            f"runs train {dict(weights)}"
+        )
+    refused = list(decision.issues)
+    if not decision.result.success:
+        refused.append(f"the optimum is not certified ({decision.result.message})")
+    resolvable = b["verdict"].startswith("resolvable")
+    ok = resolvable and not refused
+    gain, loss = float(b["gain"]), float(b["loss"])
+    pct = gain / loss * 100
+    if ok:
+        verb = "distinguishable"
+    elif refused:
+        more = f"; {len(refused) - 1} more in decision.md" if len(refused) > 1 else ""
+        verb = (
+            f"not a claim: the tool refuses this decision without an override ({refused[0]}{more})"
+        )
+    else:
+        verb = f"not a claim: {b['verdict']}"
+    res = decision.resolution
+    resolves = f"{res:.4f} ({decision.resolution_source})" if res is not None else "unknown"
+    text = (
+        f"optimized-{objective} vs {baseline}: predicted gain {gain:+.4f} ({pct:+.2f} %); "
+        f"the law resolves {resolves} -> {verb}"
+    )
+    return DecisionStatement(
+        objective=objective,
+        baseline=baseline,
+        predicted_gain=gain,
+        predicted_gain_pct=pct,
+        resolution=res,
+        resolution_source=decision.resolution_source,
+        verdict=str(b["verdict"]),
+        refused=tuple(refused),
+        distinguishable=ok,
+        text=text,
+    )
 
 
 def decisions_before_main(
-    fitted: Mapping[str, Any],
-    objectives: Mapping[str, Mapping[str, float]],
-    weights: Mapping[str, Mapping[str, float]],
-    heldout_n_mre: Mapping[str, float],
-    *,
-    model_size: float,
-    n_tokens: float,
+    decisions: Mapping[str, Decision], weights: Mapping[str, Mapping[str, float]]
 ) -> dict[str, dict[str, DecisionStatement]]:
-    """Part (c), before any main run: per objective and baseline, the tool's statement."""
-    out: dict[str, dict[str, DecisionStatement]] = {}
-    for o, obj in objectives.items():
-        opt = predicted_objective(fitted, obj, weights[f"optimized-{o}"], model_size, n_tokens)
-        err = objective_heldout_error(heldout_n_mre, obj)
-        out[o] = {
-            base: decision_statement(
-                o,
-                base,
-                opt,
-                predicted_objective(fitted, obj, weights[base], model_size, n_tokens),
-                err,
-            )
-            for base in BASELINES
-        }
-    return out
+    """Part (c), before any main run: per objective and baseline (uniform, natural), the
+    tool's statement (:func:`decision_statement`); ``weights`` maps each baseline to the
+    mixture its runs train."""
+    return {
+        o: {base: decision_statement(o, base, dec, weights[base]) for base in BASELINES}
+        for o, dec in decisions.items()
+    }
 
 
 def judge_decisions(

@@ -41,6 +41,8 @@ from typing import Any
 
 from demo_texts import SOURCES, LazyText
 
+from mixsampler.checks import check_int
+
 log = logging.getLogger(__name__)
 
 # Separates documents inside one domain's text stream; a sample may straddle two documents,
@@ -90,9 +92,7 @@ class DataConfig:
             "doc_cap",
             "large_cap",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         names = [s.name for s in SOURCES if not s.target]
         if self.large_domain not in names:
             raise ValueError(

@@ -159,6 +159,26 @@ def bias(fitted: Mapping[str, Any], table: Any) -> dict[str, float]:
     return out
 
 
+def heldout_record(
+    mre_pct: float, ratio: float | None, n_rows: int, converged: bool
+) -> dict[str, Any]:
+    """One held-out check as LAW.json records it (``fit["heldout"][kind]``, as
+    ``laws.fit_checked`` writes it): the MRE as a fraction, how far beyond the fitted rows the
+    held-out ones lie, on how many rows, and whether the refit converged.
+
+    Example:
+        >>> heldout_record(1.6, 1.9, 30, True)["mre"]
+        0.016
+    """
+    return {
+        "mre": float(mre_pct) / 100,
+        "ratio": ratio,
+        "n_rows": int(n_rows),
+        "folds": 1,
+        "converged": bool(converged),
+    }
+
+
 def fit_stage(proxy_rows: str, out: Path, *, seed: int, jobs: int) -> FitStage:
     """Fit both laws on three row subsets (N below the largest; D up to half the longest;
     all rows), score each where it did not look, and choose the law on held-out scale.
@@ -203,6 +223,31 @@ def fit_stage(proxy_rows: str, out: Path, *, seed: int, jobs: int) -> FitStage:
         )
         for law in LAWS
     }
+    # The held-out checks go into LAW.json, where laws.decide (and `mixsampler optimize` on
+    # these files) reads the error a decision must clear. The demo runs its own N check:
+    # the library's needs 4 sizes and the demo has 3.
+    from mixsampler import laws
+
+    n_ratio = float(n_max / sizes[-2]) if len(sizes) > 1 else None
+    for law in LAWS:
+        rep = fit_report[law]
+        full[law]["laws"] = {
+            t: fitted.with_fit_info(
+                heldout={
+                    "n": heldout_record(
+                        rep.heldout_mre[t], n_ratio, len(table_large), rep.heldout_fit[t].success
+                    ),
+                    "d": heldout_record(
+                        rep.heldout_d_mre[t],
+                        float(np.max(table_all.n_tokens)) / d_half,
+                        len(table_late),
+                        early[law]["fit"][t].success,
+                    ),
+                }
+            )
+            for t, fitted in full[law]["laws"].items()
+        }
+        laws.save_laws(full[law]["path"], full[law]["laws"])
     # Model selection on evidence: the law that extrapolated better in N drives the optimum.
     chosen = min(LAWS, key=lambda lw: np.mean(list(fit_report[lw].heldout_mre.values())))
     return FitStage(

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mixsampler.checks import check_int
+
 try:  # typing_extensions is a dependency of torch, so this import is always satisfied.
     from typing_extensions import override
 except ImportError:  # pragma: no cover
@@ -60,9 +62,7 @@ class GPTConfig:
         if not (self.init_std > 0 and math.isfinite(self.init_std)):
             raise ValueError(f"init_std must be a positive finite number, got {self.init_std!r}")
         for name in ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "mlp_ratio"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), low=1)
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model must be divisible by n_head, got d_model={self.d_model}, "

@@ -1,6 +1,7 @@
 """The main runs' mixtures: optimized per objective at the main run's (N, D) with
-``laws.optimize``, plus uniform and natural, each written as WEIGHTS.json
-(``laws.weightsfile``) with a fingerprint.
+``laws.decide`` (the optimum and the tool's decision on it, as ``mixsampler optimize``
+makes them), plus uniform and natural, each written as WEIGHTS.json (``laws.weightsfile``)
+with a fingerprint.
 
 Example:
     >>> from demo_optimize import weights_fingerprint
@@ -14,11 +15,15 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from demo_config import DemoConfig
 from demo_data import DemoData
 from demo_fit import FitStage
 from demo_results import Mixture
+
+if TYPE_CHECKING:
+    from mixsampler.laws import Decision
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +50,23 @@ def optimize_stage(
     out: Path,
     *,
     n_tokens: float | None = None,
-) -> tuple[dict[str, dict[str, float]], dict[str, Mixture]]:
-    """The objectives (fixed here, before any main run) and the four mixtures of the runs at
+) -> tuple[dict[str, dict[str, float]], dict[str, Mixture], dict[str, Decision]]:
+    """The objectives (fixed here, before any main run), the four mixtures of the runs at
     (``n_main``, ``n_tokens``; default ``cfg.main_tokens``), each written to
-    ``out/<mixture>.json``; returns ``(objectives, mixtures)``.
+    ``out/<mixture>.json``, and the tool's decision on each optimum; returns
+    ``(objectives, mixtures, decisions)``.
 
     ``objectives`` maps "avg" (the mean over the training domains) and, when there are
     held-out targets, "target" (their mean) to target -> weight; ``mixtures`` maps
-    "optimized-<objective>", "uniform" and "natural" to their :class:`Mixture`.
+    "optimized-<objective>", "uniform" and "natural" to their :class:`Mixture`;
+    ``decisions`` maps each objective to what ``laws.decide`` (the path of ``mixsampler
+    optimize``) says of its optimum against uniform and natural.
 
-    An optimum ``laws.optimize`` could not certify is kept (the report shows it) but logged as
-    a warning: its main runs test a mixture that may not be the law's optimum.
+    The demo tests the tool, so it asks for the decision even where a user would be refused
+    (``allow_untrusted_law``, ``allow_unconverged``): the refusal is in ``Decision.issues``
+    and ``result.success``, and the claims count a refused decision as no claim. An optimum
+    the optimizer could not certify is kept (the report shows it) but logged as a warning: its
+    main runs test a mixture that may not be the law's optimum.
     """
     from mixsampler import laws
     from mixsampler.laws import WeightsFile, write_weights
@@ -65,21 +76,30 @@ def optimize_stage(
     domains = list(data.train_domains)
     targets = list(data.targets)
     available = {d: float(data.domains[d].train_bytes) for d in domains}
+    natural = data.natural_weights()
     objectives: dict[str, dict[str, float]] = {"avg": {d: 1.0 / len(domains) for d in domains}}
     if targets:
         objectives["target"] = {t: 1.0 / len(targets) for t in targets}
+    law_file = str(fit.report[fit.chosen].path)
     mixtures: dict[str, Mixture] = {}
+    decisions: dict[str, Decision] = {}
     for obj_name, objective in objectives.items():
-        res = laws.optimize(
+        dec = laws.decide(
             fit.fitted,
             model_size=float(n_main),
             n_tokens=n_tokens,
             objective=objective,
+            natural=natural,
+            allow_untrusted_law=True,
+            allow_unconverged=True,
+            where=law_file,
+            options=("allow_untrusted_law", "allow_unconverged"),
             min_weight=cfg.min_weight,
             available=available,
             max_repeat=cfg.max_repeat,
             seed=cfg.seed,
         )
+        res = dec.result
         if not res.success:
             log.warning(
                 "optimized-%s: laws.optimize did not certify the optimum (%s); its main runs "
@@ -91,8 +111,9 @@ def optimize_stage(
         path = out / f"{name}.json"
         write_weights(
             path,
-            WeightsFile.from_result(res, law_file=str(fit.report[fit.chosen].path), source=name),
+            WeightsFile.from_result(res, law_file=law_file, source=name, decision=dec.to_json()),
         )
+        decisions[obj_name] = dec
         mixtures[name] = Mixture(
             name=name,
             weights=dict(res.weights),
@@ -104,13 +125,10 @@ def optimize_stage(
             gap=float(res.gap),
             predicted=float(res.fun),
         )
-    for name, w in (
-        ("uniform", {d: 1.0 / len(domains) for d in domains}),
-        ("natural", data.natural_weights()),
-    ):
+    for name, w in (("uniform", {d: 1.0 / len(domains) for d in domains}), ("natural", natural)):
         path = out / f"{name}.json"
         write_weights(path, WeightsFile(weights=w, source=name))
         mixtures[name] = Mixture(
             name=name, weights=w, file=str(path), fingerprint=weights_fingerprint(w)
         )
-    return objectives, mixtures
+    return objectives, mixtures, decisions

@@ -11,10 +11,13 @@ so each step can be redone by hand with the command line (the report lists the c
 - ``plan.csv``: the proxy sweep (``mixsampler.make_plan``),
 - ``runs/proxy/*.csv`` and ``runs/main/*.csv``: run-table rows written by
   :class:`mixsampler.callbacks.DomainLossLogger` at every validation,
-- ``laws/<law>.json`` (fit on all proxy rows), ``laws/<law>.heldout.json`` (fit on the
+- ``laws/<law>.json`` (fit on all proxy rows; its ``fit["heldout"]`` records the two checks
+  below, where ``laws.decide`` reads them), ``laws/<law>.heldout.json`` (fit on the
   smaller proxy sizes only, to measure extrapolation in N) and ``laws/<law>.early.json`` (fit
   on the first half of every curve, to measure extrapolation in D),
-- ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture,
+- ``weights/<mixture>.json``: WEIGHTS.json of each main-run mixture (an optimum's with the
+  ``decision`` ``mixsampler optimize`` would write),
+- ``analysis_plan.md`` (before any run) and ``decision.md`` (before the main runs),
 - ``results.json`` (:class:`~demo_results.DemoResults`), ``report.md`` and the
   PNG figures.
 
@@ -34,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import demo_claims as claims
 import numpy as np
@@ -54,6 +57,9 @@ from demo_results import (
 )
 from demo_runs import make_model, run_many, train_run
 from demo_sweep import make_proxy_plan
+
+if TYPE_CHECKING:
+    from mixsampler.laws import Decision
 
 __all__ = [
     "FULL",
@@ -130,23 +136,18 @@ def run_demo(
     # At the main run's own (N, D).
     with _timed(timings, "optimize"):
         n_main = make_model(cfg, cfg.main_width).non_embedding_params()
-        objectives, mixtures = optimize_stage(cfg, data, fit, n_main, out / "weights")
+        objectives, mixtures, decisions = optimize_stage(cfg, data, fit, n_main, out / "weights")
         if check_mixes:
-            _, at_proxy = optimize_stage(
+            _, at_proxy, _ = optimize_stage(
                 cfg, data, fit, fit.sizes[-1], out / "weights" / "check", n_tokens=cfg.proxy_tokens
             )
             check_mixes.update({name: m.weights for name, m in at_proxy.items()})
     with _timed(timings, "check_runs"):
         check_runs = train(_check_specs(cfg, check_mixes), "check") if check_mixes else []
     statements = claims.decisions_before_main(
-        fit.fitted,
-        objectives,
-        {name: m.weights for name, m in mixtures.items()},
-        heldout_n,
-        model_size=float(n_main),
-        n_tokens=float(cfg.main_tokens),
+        decisions, {name: m.weights for name, m in mixtures.items()}
     )
-    _announce(out, statements, bar, stream)
+    _announce(out, decisions, statements, bar, stream)
     with _timed(timings, "main_runs"):
         runs += train(_main_specs(cfg, mixtures), "main")
         bar.close()
@@ -309,19 +310,29 @@ def _write_plan(out: Path, check_mixes: Mapping[str, Mapping[str, float]]) -> No
 
 
 def _announce(
-    out: Path, statements: Mapping[str, Mapping[str, DecisionStatement]], bar: Any, stream: Any
+    out: Path,
+    decisions: Mapping[str, Decision],
+    statements: Mapping[str, Mapping[str, DecisionStatement]],
+    bar: Any,
+    stream: Any,
 ) -> None:
-    """Print and write (``decision.md``) the tool's statements before the main runs train."""
+    """Print and write (``decision.md``) the tool's statements before the main runs train:
+    the claims part (c) tests, then each decision as ``mixsampler optimize`` prints it."""
+    claims_ = [f"- {st.text}" for per in statements.values() for st in per.values()]
     lines = [
         "# The tool's decision, stated before the main runs",
         "",
-        "(local stand-in for mixsampler.laws.decision: predicted gain against the law's "
-        "held-out-N error)",
+        "From mixsampler.laws.decide (what `mixsampler optimize` decides): a gain is "
+        "distinguishable when it exceeds what the law can resolve and the tool needed no "
+        "override to decide.",
         "",
+        *claims_,
     ]
-    lines += [f"- {st.text}" for per in statements.values() for st in per.values()]
+    for o, dec in decisions.items():
+        lines += ["", f"## optimized-{o}, as laws.decide states it", ""]
+        lines += [f"    {ln}" for ln in dec.statement()]
     (out / "decision.md").write_text("\n".join(lines) + "\n")
-    for ln in lines[4:]:
+    for ln in claims_:
         bar.write(ln, file=stream)
 
 

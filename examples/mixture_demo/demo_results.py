@@ -209,15 +209,18 @@ class PairedTest(Record):
 
 @dataclass(frozen=True)
 class DecisionStatement(Record):
-    """The tool's call before the main runs on one optimum against one baseline
-    (:func:`demo_claims.decision_statement`)."""
+    """The tool's call before the main runs on one optimum against one baseline, from
+    ``laws.decide`` (:func:`demo_claims.decision_statement`)."""
 
     objective: str  # "avg" or "target"
     baseline: str  # "uniform" or "natural"
     predicted_gain: float  # the law's baseline - optimum at the main (N, D), nats/byte
     predicted_gain_pct: float  # the same relative to the baseline's prediction, in %
-    heldout_error_pct: float  # the law's held-out-N error on the objective's targets, in %
-    distinguishable: bool  # predicted_gain_pct > heldout_error_pct
+    resolution: float | None  # the smallest gain the law resolves, nats/byte (None: unknown)
+    resolution_source: str  # which error sets it (e.g. "held-out n error")
+    verdict: str  # laws.decide's verdict on the gain
+    refused: tuple[str, ...]  # why a user would get no weights without an override
+    distinguishable: bool  # resolvable per laws.decide, and nothing refused
     text: str  # the statement as printed before the main runs
 
 
@@ -227,7 +230,7 @@ class DecisionCheck(Record):
 
     statement: DecisionStatement  # what the tool said before the main runs
     test: PairedTest  # baseline - optimized per seed on the main runs
-    outcome: str  # "PASS", "FAIL", or "not judged" (the tool called it within its error)
+    outcome: str  # "PASS", "FAIL", or "not judged" (within its error, or refused: no claim)
 
 
 @dataclass(frozen=True)

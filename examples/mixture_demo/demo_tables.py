@@ -83,7 +83,9 @@ def summary_lines(results: DemoResults) -> list[str]:
     parts = []
     for o, per in c.decision.items():
         for base, d in per.items():
-            mark = d.outcome if d.outcome != "not judged" else "within the law's error"
+            mark = d.outcome
+            if d.outcome == "not judged":
+                mark = "refused by the tool" if d.statement.refused else "within the law's error"
             parts.append(f"{o} vs {base} {d.test.mean:+.4f} (p {d.test.t_p:.3f}, {mark})")
     lines.append(
         f"| (c) the decision | paired gains over {seeds} seeds | {'; '.join(parts)} | "
@@ -104,10 +106,18 @@ def summary_lines(results: DemoResults) -> list[str]:
                 if t.seeds_needed
                 else "no number of seeds makes a non-positive mean a win"
             )
+            st = d.statement
+            res = f"{st.resolution:.4f}" if st.resolution is not None else "an unknown gain"
+            if st.distinguishable:
+                said = "distinguishable"
+            elif st.refused:
+                said = "no claim: the tool refuses this decision without an override"
+            else:
+                said = "within its error"
             lines.append(
-                f"- optimized-{o} vs {base}: said {d.statement.predicted_gain_pct:+.2f} % "
-                f"predicted against {d.statement.heldout_error_pct:.2f} % held-out error "
-                f"({'distinguishable' if d.statement.distinguishable else 'within its error'}); "
+                f"- optimized-{o} vs {base}: said {st.predicted_gain:+.4f} "
+                f"({st.predicted_gain_pct:+.2f} %) predicted, the law resolving {res} "
+                f"({said}); "
                 f"measured gains {gains} (mean {t.mean:+.4f}, t-test p {t.t_p:.3f}, sign test "
                 f"p {t.sign_p:.3f}; {need}): **{d.outcome}**."
             )

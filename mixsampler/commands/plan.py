@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mixsampler.checks import check_int
+
 __all__ = ["register"]
 
 
@@ -171,8 +173,7 @@ def _tokens_per_step(args: argparse.Namespace, config: dict[str, Any] | None) ->
     """--tokens-per-step as given, else derived from the config (None when it cannot be)."""
     from mixsampler.plan import config_samples_per_step, config_unit
 
-    if args.seq_len is not None and args.seq_len <= 0:
-        raise ValueError(f"--seq-len must be a positive integer, got {args.seq_len!r}")
+    check_int("--seq-len", args.seq_len, low=1, allow_none=True)
     if args.tokens_per_step is not None or config is None:
         return args.tokens_per_step
     samples = config_samples_per_step(config)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mixsampler.checks import check_int
 from mixsampler.sweep.runs import SweepRun
 from mixsampler.sweep.train import SWEEP_PID_ENV
 
@@ -162,8 +163,7 @@ class LocalLauncher:
         devices: Sequence[str] | None = None,
         plan_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(gpus_per_run, int) or isinstance(gpus_per_run, bool) or gpus_per_run < 1:
-            raise ValueError(f"--gpus-per-run must be a positive integer, got {gpus_per_run!r}")
+        check_int("--gpus-per-run", gpus_per_run, low=1)
         devs = list(devices) if devices is not None else _visible_gpus()
         groups = [devs[i : i + gpus_per_run] for i in range(0, len(devs), gpus_per_run)]
         groups = [g for g in groups if len(g) == gpus_per_run]
@@ -173,8 +173,7 @@ class LocalLauncher:
             )
         if jobs is None:
             jobs = len(groups) or 1
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+        check_int("--jobs", jobs, low=1)
         if groups and jobs > len(groups):
             raise ValueError(
                 f"--jobs {jobs}: only {len(groups)} group(s) of {gpus_per_run} GPU(s) are visible"

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixsampler.checks import check_int
 from mixsampler.sweep.launchers import Handle, Launcher, LauncherKind, LocalLauncher
 from mixsampler.sweep.runs import (
     RunStatus,
@@ -142,8 +143,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     t0 = time.monotonic()
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"--retries must be a non-negative integer, got {retries!r}")
+    check_int("--retries", retries, low=0)
     runs = read_plan_dir(plan_dir)
     status = {r.name: run_status(r) for r in runs}
     stale = [r for r in runs if status[r.name] is RunStatus.STALE]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixsampler.checks import check_int
 from mixsampler.sweep.launchers import Handle, open_run_log, train_command, trainer_env
 from mixsampler.sweep.runs import SweepRun
 
@@ -58,10 +59,12 @@ class SlurmOptions:
     def __post_init__(self) -> None:
         if self.cluster not in CLUSTERS:
             raise ValueError(f"--slurm-cluster can be {', '.join(CLUSTERS)}, got {self.cluster!r}")
-        for name, flag in (("time_min", "--time"), ("gpus", "--gpus"), ("cpus", "--cpus")):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value < (name != "gpus")):
-                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        for name, flag, low in (
+            ("time_min", "--time", 1),
+            ("gpus", "--gpus", 0),
+            ("cpus", "--cpus", 1),
+        ):
+            check_int(flag, getattr(self, name), low=low, allow_none=True)
         if self.mem_gb is not None and not self.mem_gb > 0:
             raise ValueError(f"--mem must be a positive number of GB, got {self.mem_gb!r}")
 
@@ -142,8 +145,7 @@ class SubmititLauncher:
         import submitit
 
         self._plan_dir = None if plan_dir is None else str(Path(plan_dir).resolve())
-        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-            raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+        check_int("--jobs", jobs, low=1, allow_none=True)
         if options.cluster == "slurm" and shutil.which("sbatch") is None:
             raise ValueError(
                 "--launcher slurm: sbatch is not on PATH; run the sweep on the cluster's login"

@@ -150,7 +150,7 @@ def test_validation_step_outside_the_contract_is_named(tmp_path: Path) -> None:
         ({"model_size": -3}, "got -3"),
         ({"weights": {"a": -1.0}}, r"weights\['a'\] must be a finite number >= 0, got -1.0"),
         ({"domains": "abc"}, "domains must be a list of domain names, got 'abc'"),
-        ({"tokens_per_sample": 0}, "tokens_per_sample must be a positive int, got 0"),
+        ({"tokens_per_sample": 0}, "tokens_per_sample must be an integer >= 1 or None, got 0"),
         ({"run": ""}, "run must be a non-empty"),
     ],
 )

@@ -124,6 +124,9 @@ def test_heldout_mre_in_report_recomputed_from_rows_and_law_files(demo_out: Path
             mre = float(np.mean(np.abs(pred[ok] - obs[ok]) / obs[ok]) * 100)
             assert float(reported) == pytest.approx(mre, abs=6e-4), (law_name, target, fname)
             checked += 1
+        # the held-out N error in LAW.json, where laws.decide reads it
+        recorded = laws.load_laws(demo_out / "laws" / f"{law_name}.json")[target]
+        assert recorded.fit["heldout"]["n"]["mre"] * 100 == pytest.approx(float(held_mre), abs=6e-4)
     assert checked == 2 * 2 * 5  # 2 laws x (held-out, all) x (4 domains + 1 target)
 
 
@@ -191,6 +194,33 @@ def _objective(row: dict[str, str], cols: list[str]) -> float:
     return float(np.mean([float(row[f"{c}_loss"]) for c in cols]))
 
 
+def _decide_by_hand(
+    out: Path, results: dict[str, Any], obj: str, base: str, cols: list[str]
+) -> tuple[float, float]:
+    """(predicted gain of optimized-``obj`` over ``base``, the smallest gain the law resolves)."""
+    fitted = laws.load_laws(out / "laws" / f"{results['chosen_law']}.json")
+    opt = json.loads((out / "weights" / f"optimized-{obj}.json").read_text())
+    baseline = json.loads((out / "weights" / f"{base}.json").read_text())["weights"]
+
+    def predicted(weights: dict[str, float]) -> float:
+        return float(
+            np.mean(
+                [
+                    fitted[c].predict(
+                        opt["model_size"],
+                        opt["n_tokens"],
+                        np.array([weights[d] for d in fitted[c].domains]),
+                    )
+                    for c in cols
+                ]
+            )
+        )
+
+    err = max(r["mre"] for c in cols for r in fitted[c].fit["heldout"].values())
+    at_opt = predicted(opt["weights"])
+    return predicted(baseline) - at_opt, err * at_opt
+
+
 def test_decision_recomputed_from_the_main_run_rows(demo_out: Path) -> None:
     """Part (c): paired gains from the rows, scipy's paired t-test, the outcome rule."""
     from scipy import stats
@@ -214,7 +244,12 @@ def test_decision_recomputed_from_the_main_run_rows(demo_out: Path) -> None:
             assert check["test"]["t_p"] == pytest.approx(p, rel=1e-6)
             st = check["statement"]
             assert st["text"] in decision_md  # stated before the main runs, in the file
-            assert st["distinguishable"] == (st["predicted_gain_pct"] > st["heldout_error_pct"])
+            # laws.decide's rule, recomputed from LAW.json and WEIGHTS.json: the gain against
+            # the largest held-out error of the objective's targets times the optimum's loss
+            gain, resolution = _decide_by_hand(demo_out, results, obj, base, cols[obj])
+            assert st["predicted_gain"] == pytest.approx(gain, abs=1e-9)
+            assert st["resolution"] == pytest.approx(resolution, abs=1e-9)
+            assert st["distinguishable"] == (gain > resolution and not st["refused"])
             if not st["distinguishable"]:
                 want = "not judged"
             elif min(gains) > 0 and p < 0.05:

@@ -87,7 +87,9 @@ def _results() -> DemoResults:
         objective={"avg": 2.5},
         pred_objective={"avg": 2.6},
     )
-    statement = DecisionStatement("avg", "uniform", 0.01, 0.4, 1.5, False, "within")
+    statement = DecisionStatement(
+        "avg", "uniform", 0.01, 0.4, 0.03, "held-out n error", "below", ("x",), False, "within"
+    )
     test = PairedTest((0.1, 0.2, -0.05), 0.0833, 0.126, 0.19, 0.5, False, False, 9)
     check = MixtureCheck({"a": 1.0}, (0, 1, 2), {"avg": (2.5, 2.4, 2.6)}, {"avg": (2.5,) * 3})
     return DemoResults(

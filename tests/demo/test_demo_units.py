@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from demo_claims import (
     decision_statement,
+    decisions_before_main,
     judge_decisions,
     paired_test,
     random_mixtures,
@@ -211,19 +214,82 @@ def test_seeds_needed_is_the_first_n_that_reaches_significance() -> None:
     assert seeds_needed(-0.01, 0.01) is None and seeds_needed(0.0, 0.01) is None
 
 
-def test_decision_statement_compares_the_relative_gain_with_the_heldout_error() -> None:
-    yes = decision_statement("avg", "uniform", 1.90, 2.00, 4.0)  # 5 % gain, 4 % error
-    no = decision_statement("avg", "uniform", 1.95, 2.00, 4.0)  # 2.5 % gain
-    assert yes.distinguishable and not no.distinguishable
-    assert yes.predicted_gain == pytest.approx(0.10) and "distinguishable" in yes.text
-    assert "not a claim" in no.text
+def _law(heldout_mre: float, train_mre: float = 0.004, converged: bool = True) -> dict:
+    from mixsampler.laws.fitted import FittedLaw
+
+    params = {"E": 1.0, "C_a": 1.0, "C_b": 0.5, "gamma_a": 0.5, "gamma_b": 0.5}
+    params |= {"A": 0.2, "alpha": 0.3, "B": 0.5, "beta": 0.3}
+    fit = {"converged": converged, "train_mre": train_mre, "heldout": {"n": {"mre": heldout_mre}}}
+    return {"a": FittedLaw("additive", ("a", "b"), "a", params, fit=fit)}
+
+
+def _decide(heldout_mre: float, train_mre: float = 0.004, converged: bool = True) -> Any:
+    from mixsampler import laws
+
+    return laws.decide(
+        _law(heldout_mre, train_mre, converged),
+        model_size=1e9,
+        n_tokens=1e10,
+        natural={"a": 3.0, "b": 1.0},
+        trust_region="none",
+        allow_untrusted_law=True,
+        allow_unconverged=True,
+    )
+
+
+BASE_WEIGHTS = {"uniform": {"a": 0.5, "b": 0.5}, "natural": {"a": 0.75, "b": 0.25}}
+
+
+def test_decision_statement_is_laws_decide_on_the_mixtures_the_baselines_train() -> None:
+    dec = _decide(0.01)  # trusted; the law resolves 1 % of the predicted loss
+    st = decisions_before_main({"avg": dec}, BASE_WEIGHTS)["avg"]
+    for base in ("uniform", "natural"):
+        b = dec.baselines[base]
+        assert st[base].predicted_gain == b["gain"]
+        assert st[base].predicted_gain_pct == pytest.approx(b["gain"] / b["loss"] * 100)
+        assert st[base].resolution == dec.resolution
+        assert st[base].resolution_source == "held-out n error"
+        assert st[base].verdict == b["verdict"] and st[base].refused == ()
+        # decide's rule: a gain beyond the resolution, in nats
+        assert st[base].distinguishable == (b["gain"] > dec.resolution)
+    assert st["uniform"].distinguishable and "distinguishable" in st["uniform"].text
+    assert decision_statement("avg", "uniform", dec, BASE_WEIGHTS["uniform"]) == st["uniform"]
+
+
+def test_decision_statement_makes_no_claim_within_the_error_or_when_the_tool_refuses() -> None:
+    within = _decide(0.04, train_mre=0.03)  # trusted, but 4 % of ~2.3 nats > the gain
+    st = decision_statement("avg", "uniform", within, BASE_WEIGHTS["uniform"])
+    assert within.issues == [] and within.baselines["uniform"]["gain"] > 0
+    assert not st.distinguishable and st.refused == ()
+    assert "not a claim: below what the law can resolve" in st.text
+    # the same resolvable gain from a law check_trusted refuses (its fit did not converge):
+    # a user gets no weights without --allow-untrusted-law, so no claim
+    refused = _decide(0.01, converged=False)
+    st = decision_statement("avg", "uniform", refused, BASE_WEIGHTS["uniform"])
+    assert refused.baselines["uniform"]["verdict"].startswith("resolvable")
+    assert not st.distinguishable and st.refused == tuple(refused.issues) != ()
+    assert "refuses this decision" in st.text
+
+
+def test_decision_statement_refuses_a_baseline_other_than_the_one_trained() -> None:
+    with pytest.raises(ValueError, match="natural mixture .* is not the one the natural runs"):
+        decision_statement("avg", "natural", _decide(0.01), {"a": 0.7, "b": 0.3})
 
 
 def _statements(distinguishable: bool) -> dict:
     return {
         "avg": {
             base: DecisionStatement(
-                "avg", base, 0.1, 5.0, 1.0 if distinguishable else 9.0, distinguishable, ""
+                "avg",
+                base,
+                0.1,
+                5.0,
+                0.02 if distinguishable else 0.2,
+                "held-out n error",
+                "resolvable" if distinguishable else "below what the law can resolve",
+                (),
+                distinguishable,
+                "",
             )
             for base in ("uniform", "natural")
         }
@@ -283,3 +349,12 @@ def test_load_user_data_reads_a_shard_layout(tmp_path) -> None:
     assert data.train_domains == ("code", "web")
     assert data.targets == ("qa",)
     assert data.natural_weights() == {"code": 0.5, "web": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [(lambda: GPTConfig(n_layer=True), "n_layer"), (lambda: DataConfig(seq_len=True), "seq_len")],
+)
+def test_demo_sizes_refuse_a_bool(make: Callable[[], object], name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 1, got True$"):
+        make()

@@ -281,7 +281,7 @@ def test_cli_tokenizes_jsonl_zst_with_workers(tokenizer_file, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("bytes/token") == 4 and "web\ttrain" in out and "code\tval" in out
     assert main(args[:-1] + ["--workers", "0", "-q"]) == 2
-    assert "workers must be a positive integer, got 0" in capsys.readouterr().err
+    assert "workers must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_jsonl_and_parquet_to_a_trainer_with_the_built_in_collate(tokenizer_file, tmp_path):
@@ -359,7 +359,7 @@ def test_token_samples_that_do_not_add_up_are_errors_naming_shard_and_key():
         token_ids({**where, "bin": b"1234567", "ntok": b"3"})
     with pytest.raises(ValueError, match=r"holds 5 tokens, fewer than seq_len \+ 1 = 9"):
         TokenWindows(8)([{**where, "bin": b"12345", "ntok": b"5"}])
-    with pytest.raises(ValueError, match="seq_len must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="seq_len must be an integer >= 1, got 0"):
         TokenWindows(0)
     wide = np.array([70000, 1, 2], np.uint32)
     assert token_ids({"bin": wide.tobytes(), "ntok": b"3"}).tolist() == [70000, 1, 2]
@@ -393,5 +393,33 @@ def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path):
         [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 1
-    assert "RuntimeError: a tokenizer worker process (workers=2) died or could not" in run.stderr
+    assert "WorkerError: a tokenizer worker process (workers=2) died or could not" in run.stderr
     assert os.listdir(tmp_path / "o") == []  # no shard, no staging folder left
+
+
+def test_cli_worker_that_cannot_start_is_one_line_exit_1(tmp_path):
+    """``mixsampler shards --workers 2`` whose workers cannot start (its main module is stdin,
+    which a forkserver worker cannot import again; a worker killed for memory ends the same
+    way): one line naming the cause, exit 1 (the machine, not the input), no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "d.txt").write_text("some text " * 50)
+    code = (
+        "import sys\nfrom mixsampler.cli import main\n"
+        f"sys.exit(main(['shards', 'd={tmp_path / 'd.txt'}', '-o', {str(tmp_path / 'o')!r},"
+        " '--workers', '2', '-q']))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1, run.stderr
+    # the workers' own tracebacks may come first; the CLI's error is its last line, alone
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("mixsampler shards: error: a tokenizer worker process (workers=2)")
+    assert "cli.py" not in run.stderr  # no traceback of the command itself
+    # an OSError to the CLI (exit 1), still the RuntimeError library callers caught before
+    from mixsampler.shards import WorkerError
+
+    assert issubclass(WorkerError, OSError) and issubclass(WorkerError, RuntimeError)
+    assert os.listdir(tmp_path / "o") == []

@@ -155,7 +155,7 @@ def test_each_rank_restores_its_own_loader_state(shards: dict[str, str]) -> None
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"unit": "bytes"}, "unit can be samples, tokens, got 'bytes'"),
         ({"collate_fn": "no.such.module.fn"}, "collate_fn='no.such.module.fn' cannot be imported"),
         ({"weights": {"a": 1.0, "zzz": 1.0}}, r"unknown domains \['zzz'\]"),

@@ -382,8 +382,8 @@ def test_missing_shard_is_named(shards, tmp_path):
         ({"exhaustion": {"z": "stop"}}, "unknown domains"),
         ({"on_corrupt": "ignore"}, "on_corrupt can be warn, raise, got 'ignore'"),
         ({"shuffle_buffer": 0}, "shuffle_buffer must be an integer >= 1, got 0"),
-        ({"rank": 2, "world_size": 2}, r"rank must be an integer in \[0, 2\), got 2"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"rank": 2, "world_size": 2}, r"rank must be an integer in \[0, 1\], got 2"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_options_get_a_clear_message(kwargs, message):

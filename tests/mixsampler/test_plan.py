@@ -98,7 +98,7 @@ def test_sobol_fills_the_simplex_more_evenly_than_dirichlet() -> None:
         ({"min_weight": 0.5}, r"min_weight must be in \[0, 1/k\)"),
         ({"token_budgets": [-1.0]}, "token_budgets must be positive"),
         ({"law": "nope"}, "law can be"),
-        ({"n_mixtures": 0}, "n_mixtures must be a positive integer, got 0"),
+        ({"n_mixtures": 0}, "n_mixtures must be an integer >= 1, got 0"),
         ({"grid_steps": 1, "n_mixtures": 10}, "grid_steps=1 gives 3 grid points"),
     ],
 )

@@ -85,7 +85,7 @@ def test_bad_inputs_get_clear_messages(corpus, tmp_path):
     bad.write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.txt is not UTF-8 text: invalid byte at offset 3"):
         write_shards([bad], out, domain="web")
-    with pytest.raises(ValueError, match="chunk_tokens must be a positive integer"):
+    with pytest.raises(ValueError, match="chunk_tokens must be an integer >= 1 or None"):
         write_shards(corpus, out, domain="web", chunk_tokens=0)
     with pytest.raises(ValueError, match="domain must be a name"):
         write_shards(corpus, out, domain="a/b")
