@@ -524,18 +524,29 @@ def _check_caps(
     else:
         levels, why = 2, "a weight needs to vary at all"
     caps = grid_caps(upper, min_weight, steps)
-    for i in np.argsort(caps, kind="stable"):
+    if upper.sum() < 1.0 - 1e-12:
+        total = sum(repeat[d] * avail[d] for d in names)
+        raise ValueError(
+            f"at D = {d_max:.4g} (the largest --tokens) the domains' data, repeated at most"
+            f" --max-repeat times, is {total:,.0f} {unit} in all, less than one run reads: no"
+            " mixture fits (the caps "
+            + ", ".join(f"{d} <= {u:.4g}" for d, u in zip(names, upper, strict=True))
+            + " sum to less than 1); give more data, or use a smaller --tokens or a larger"
+            " --max-repeat"
+        )
+    short = [i for i in np.argsort(upper, kind="stable") if names[i] in avail]
+    short = [i for i in short if caps[i] < levels - 1]
+    for i in short[:1]:  # the most constrained domain, with the others named after it
         d = names[i]
-        if d not in avail or caps[i] >= levels - 1:
-            continue
         need = min_weight + (levels - 1) * step
+        also = ", ".join(f"{names[j]!r} (weight <= {upper[j]:.4g})" for j in short[1:])
         raise ValueError(
             f"domain {d!r} has {avail[d]:,.0f} {unit}: at D = {d_max:.4g} (the largest"
             f" --tokens) and --max-repeat {repeat[d]:g} its weight is capped at"
             f" {upper[i]:.4g} ({avail[d]:,.0f} x {repeat[d]:g} / {d_max:.4g}), so it can vary"
             f" only {max(0.0, upper[i] - min_weight):.4g} above the minimum weight"
             f" {min_weight:g}, less than the {levels - 1} grid step(s) of {step:.4g}"
-            f" {why} (weight >= {need:.4g}); any one of these fixes it: more data (>= "
+            f" {why} (weight >= {need:.4g}); fixes for it: more data (>= "
             f"{need * d_max / repeat[d]:,.0f} {unit}), --tokens <= "
             f"{repeat[d] * avail[d] / need:.4g}, --max-repeat >= "
             f"{need * d_max / avail[d]:.3g}"
@@ -545,6 +556,7 @@ def _check_caps(
                 if (room_i := upper[i] - min_weight) > 0
                 else ""
             )
+            + (f"; too small as well: {also}" if also else "")
         )
     room = count_capped_grid(steps, caps)
     if room < n_mixtures:
