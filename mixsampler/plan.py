@@ -22,6 +22,14 @@ Three designs of mixtures on the simplex, each with a minimum weight per domain:
   which turns uniform points into Dirichlet(1) ones), so the mixtures fill the simplex more
   evenly than i.i.d. draws for the same count.
 
+**Repetition.** Given each domain's size (``available``, in D's unit), every mixture keeps
+``h_i * max(token_budgets) <= max_repeat_i * available_i``: no proxy run takes more than
+``max_repeat`` epochs of a domain (default :data:`DEFAULT_MAX_REPEAT`), since the laws have no
+repetition term. The caps must leave each domain's weight room to vary (grid steps of the
+uncapped design, as many as the law's parameters per domain) and enough mixtures, or
+:func:`make_plan` refuses naming the domain; each run records its ``max_epochs``.
+:func:`domain_sizes` counts the sizes from a config's shards.
+
 This module owns the sweep (sizing, runs, configs); the designs are in :mod:`mixsampler.designs`.
 
 Example:
@@ -41,7 +49,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -268,7 +276,7 @@ def make_plan(
     seed: int = 0,
     available: Mapping[str, float] | None = None,
     max_repeat: float | Mapping[str, float] = DEFAULT_MAX_REPEAT,
-    unit: str = "tokens",
+    unit: Literal["tokens", "samples"] = "tokens",
 ) -> Plan:
     """Design the proxy sweep for fitting a mixture law.
 
@@ -514,7 +522,8 @@ def _check_caps(
     unidentified, and the law would fit them to noise.
     """
     k = len(names)
-    steps = grid_steps if isinstance(grid_steps, int) and grid_steps > 0 else None
+    given = isinstance(grid_steps, int) and not isinstance(grid_steps, bool) and grid_steps > 0
+    steps = grid_steps if given else None
     steps = steps or default_grid_steps(k, n_mixtures, min_weight)
     step = (1.0 - k * min_weight) / steps
     if law is not None:

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mixsampler import cli, make_plan, write_shards
+from mixsampler.designs import capped_design_weights, count_capped_grid
 from mixsampler.plan import DEFAULT_MAX_REPEAT, domain_sizes, repeat_caps
 
 
@@ -250,3 +251,31 @@ def test_every_mixture_respects_the_caps(
     for run in plan.runs:
         if available:
             assert run["max_epochs"] <= repeat + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    steps=st.integers(0, 9),
+    caps=st.lists(st.integers(-1, 10), min_size=1, max_size=4),
+)
+def test_capped_grid_count_matches_brute_force(steps: int, caps: list[int]) -> None:
+    import itertools
+
+    brute = sum(
+        1
+        for c in itertools.product(range(steps + 1), repeat=len(caps))
+        if sum(c) == steps and all(v <= u for v, u in zip(c, caps, strict=True))
+    )
+    assert count_capped_grid(steps, np.array(caps)) == brute
+
+
+def test_a_grid_too_large_to_enumerate_is_sampled_under_the_caps() -> None:
+    # k = 8, S = 40: 62.9M grid points, drawn part by part rather than enumerated.
+    upper = np.array([0.1, 0.3] + [1.0] * 6)
+    w = capped_design_weights("grid", 8, 50, 0.02, 40, 1.0, 0, upper)
+    assert w.shape == (50, 8) and len({tuple(np.round(r, 12)) for r in w}) == 50
+    assert (w <= upper + 1e-12).all() and (w >= 0.02 - 1e-12).all()
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-12)
+    c = (w - 0.02) / (0.84 / 40)  # on the grid
+    np.testing.assert_allclose(c, np.round(c), atol=1e-9)
+    assert w[:, 0].max() > 0.05  # the capped domain still varies
