@@ -310,7 +310,8 @@ def _available(
 ) -> dict[str, float] | None:
     """Each domain's size: ``--available``, else counted from the config's shards.
 
-    Prints once which domains' repetition cannot be checked, and how to give their sizes.
+    Prints once which domains' repetition cannot be checked, and how to give their sizes (on
+    stdout, with the plan's summary: plan still writes; stderr is for what will fail).
     """
     from mixsampler.laws.commands.args import pairs
     from mixsampler.plan import domain_sizes
@@ -326,7 +327,7 @@ def _available(
         unknown = {d: "not in --available" for d in domains if d not in sizes}
     elif config is None or args.no_count:
         why = "--no-count" if args.no_count else "no --config with shard paths to count"
-        print(f"note: repetition not checked ({why}): {how}", file=sys.stderr)
+        print(f"note: repetition not checked ({why}): {how}")
         return None
     else:
         data = config.get("data") or {}
@@ -344,7 +345,7 @@ def _available(
             print(f"  {d}: {v:,.0f} {unit}")
     if unknown:
         listed = "; ".join(f"{d}: {why}" for d, why in unknown.items())
-        print(f"note: repetition not checked for {listed}; {how}", file=sys.stderr)
+        print(f"note: repetition not checked for {listed}; {how}")
     return sizes or None
 
 

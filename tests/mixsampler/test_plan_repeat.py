@@ -101,7 +101,7 @@ def test_a_small_domain_gets_its_weight_capped(tmp_path, corpus, capsys) -> None
         assert float(r["max_epochs"]) <= DEFAULT_MAX_REPEAT + 1e-9
     # Without the sizes the same plan puts prose far above its cap: the check is what moved it.
     assert cli.main([*args, "--no-count", "-o", str(tmp_path / "free")]) == 0
-    assert "repetition not checked (--no-count)" in capsys.readouterr().err
+    assert "repetition not checked (--no-count)" in capsys.readouterr().out
     free = np.array([float(r["weight_prose"]) for r in _rows(tmp_path / "free")])
     assert free.max() > 2 * cap
     assert "max_epochs" in _rows(tmp_path / "free")[0]  # the column, empty
@@ -174,10 +174,10 @@ def test_max_repeat_is_checked(tmp_path, capsys) -> None:
 def test_available_overrides_counting_and_unknown_domains_are_said_once(tmp_path, capsys) -> None:
     args = ["plan", "--domains", "web,code,prose", "--tokens", "1e6", "--available", "prose=8e4"]
     assert cli.main([*args, "--law", "simple", "-o", str(tmp_path / "o")]) == 0
-    captured = capsys.readouterr()
-    assert captured.err.count("repetition not checked") == 1
-    assert "web: not in --available; code: not in --available" in captured.err
-    assert "--available DOMAIN=SIZE" in captured.err
+    out = capsys.readouterr().out
+    assert out.count("repetition not checked") == 1
+    assert "web: not in --available; code: not in --available" in out
+    assert "--available DOMAIN=SIZE" in out
     rows = _rows(tmp_path / "o")
     assert max(float(r["weight_prose"]) for r in rows) <= 4 * 8e4 / 1e6 + 1e-12
     assert {r["most_repeated"] for r in rows} == {"prose"}
@@ -186,8 +186,9 @@ def test_available_overrides_counting_and_unknown_domains_are_said_once(tmp_path
 def test_without_sizes_plan_says_once_it_could_not_check(tmp_path, capsys) -> None:
     args = ["plan", "--domains", "a,b", "--tokens", "1e6", "-o", str(tmp_path / "o")]
     assert cli.main(args) == 0
-    err = capsys.readouterr().err
-    assert err.count("repetition not checked") == 1 and "--available" in err
+    captured = capsys.readouterr()
+    assert captured.out.count("repetition not checked") == 1 and "--available" in captured.out
+    assert captured.err == ""  # plan writes: a note, not a warning
 
 
 def test_samples_unit_and_length_fn(tmp_path, corpus, capsys) -> None:
@@ -204,7 +205,7 @@ def test_samples_unit_and_length_fn(tmp_path, corpus, capsys) -> None:
     assert (
         cli.main(["plan", "--config", str(cfg), "--tokens", "1e6", "-o", str(tmp_path / "t")]) == 0
     )
-    assert "length_fn counts the tokens" in capsys.readouterr().err
+    assert "length_fn counts the tokens" in capsys.readouterr().out
 
 
 def test_sizes_that_do_not_bind_leave_the_plan_as_it_was() -> None:
