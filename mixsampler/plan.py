@@ -586,7 +586,7 @@ def _check_caps(
 
 
 def domain_sizes(
-    train: Mapping[str, Any], unit: str = "tokens"
+    train: Mapping[str, Any], unit: str = "tokens", *, progress: bool = False
 ) -> tuple[dict[str, float], dict[str, str]]:
     """How much data each training domain of a config's ``data.train`` holds, in ``unit``.
 
@@ -600,6 +600,7 @@ def domain_sizes(
     Args:
         train: domain name -> shard spec (``data.train`` of the config).
         unit: ``tokens`` or ``samples`` (the datamodule's unit).
+        progress: a progress bar over each domain's shards (on a terminal only).
 
     Returns:
         ``(sizes, unknown)``: the size of each domain that could be counted, and for the others
@@ -609,6 +610,8 @@ def domain_sizes(
         >>> domain_sizes({"web": {"class_path": "my.Dataset"}})[1]["web"]
         'its data is not shard paths (a dict)'
     """
+    from tqdm import tqdm
+
     from mixsampler.index import load_index, shard_info
     from mixsampler.tario import expand_shards, is_local, local_path
 
@@ -635,11 +638,19 @@ def domain_sizes(
             )
             continue
         try:
+            # tqdm's disable=None: a bar on a terminal, nothing in logs and pipes.
+            shown = tqdm(
+                urls,
+                desc=f"{name}: shards",
+                unit="shard",
+                disable=None if progress else True,
+                leave=False,
+            )
             if unit == "samples":
-                sizes[name] = float(sum(shard_info(u)[0] for u in urls))
+                sizes[name] = float(sum(shard_info(u)[0] for u in shown))
             else:
                 total = 0
-                for u in urls:
+                for u in shown:
                     n = _shard_tokens(load_index(u))
                     if n is None:
                         raise ValueError(f"shard {u} has samples without an 'ntok' member")

@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{len(plan.runs)} runs = {plan.n_mixtures} mixtures{sized} x {len(plan.model_sizes)}"
         f" model sizes x {len(plan.token_budgets)} token budgets -> {path}"
     )
-    _print_repetition(plan, domains, unit)
+    _print_repetition(plan, unit)
     print(
         f"configs: {Path(args.out) / 'configs'}/*.yaml; then: mixsampler sweep {args.out}"
         f" (or --launcher slurm), and mixsampler fit {Path(args.out) / 'runs'}/*.csv"
@@ -339,7 +339,7 @@ def _available(
             sizes = {}
         else:
             print(f"counting the {unit} of each training domain's shards (--no-count skips)")
-            sizes, unknown = domain_sizes(train, unit)
+            sizes, unknown = domain_sizes(train, unit, progress=True)
             unknown.update({d: "not in data.train" for d in domains if d not in train})
         for d, v in sizes.items():
             print(f"  {d}: {v:,.0f} {unit}")
@@ -349,7 +349,7 @@ def _available(
     return sizes or None
 
 
-def _print_repetition(plan: Any, domains: list[str], unit: str) -> None:
+def _print_repetition(plan: Any, unit: str) -> None:
     """The sweep's worst repetition, so a data-constrained sweep is seen before it runs."""
     runs = [r for r in plan.runs if "max_epochs" in r]
     if not runs:
