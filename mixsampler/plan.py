@@ -22,6 +22,14 @@ Three designs of mixtures on the simplex, each with a minimum weight per domain:
   which turns uniform points into Dirichlet(1) ones), so the mixtures fill the simplex more
   evenly than i.i.d. draws for the same count.
 
+**Repetition.** Given each domain's size (``available``, in D's unit), every mixture keeps
+``h_i * max(token_budgets) <= max_repeat_i * available_i``: no proxy run takes more than
+``max_repeat`` epochs of a domain (default :data:`DEFAULT_MAX_REPEAT`), since the laws have no
+repetition term. The caps must leave each domain's weight room to vary (grid steps of the
+uncapped design, as many as the law's parameters per domain) and enough mixtures, or
+:func:`make_plan` refuses naming the domain; each run records its ``max_epochs``.
+:func:`domain_sizes` counts the sizes from a config's shards.
+
 This module owns the sweep (sizing, runs, configs); the designs are in :mod:`mixsampler.designs`.
 
 Example:
@@ -41,15 +49,22 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from mixsampler.checks import check_int
-from mixsampler.designs import DESIGNS, design_weights
+from mixsampler.designs import (
+    DESIGNS,
+    capped_design_weights,
+    count_capped_grid,
+    default_grid_steps,
+    grid_caps,
+)
 from mixsampler.laws.schema import N_TOKENS, RUN, weight_column
 
 __all__ = [
+    "DEFAULT_MAX_REPEAT",
     "DESIGNS",
     "MAX_MIXTURES",
     "MAX_RUNS",
@@ -61,6 +76,9 @@ __all__ = [
     "schedule_step_keys",
     "law_n_params",
     "law_mixture_params",
+    "repeat_caps",
+    "run_epochs",
+    "domain_sizes",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +88,14 @@ log = logging.getLogger(__name__)
 # above any real sweep and still write in seconds.
 MAX_MIXTURES = 10_000
 MAX_RUNS = 100_000
+
+# Epochs a proxy run may take of a domain. The laws have no repetition term, so their rows
+# must come from runs in the regime they describe: data not repeated much. Muennighoff et al.
+# (2023, "Scaling Data-Constrained Language Models") measured that up to about 4 epochs
+# repeated data is almost as good as new (the loss barely moves), and that its value decays
+# beyond; the paper's own runs never repeat. 1 would refuse many sweeps whose laws are fine;
+# past 4 the rows describe a data-constrained regime the law cannot represent.
+DEFAULT_MAX_REPEAT = 4.0
 
 
 def law_n_params(law: str, k: int) -> int:
@@ -118,7 +144,11 @@ class Plan:
             law).
         seed: the seed of the mixture design; also written as each run's ``seed_everything``.
         runs: one dict per run: ``run``, ``mixture``, ``model``, ``n_tokens``,
-            ``weight_<domain>``.
+            ``weight_<domain>``, and with ``available``: ``max_epochs`` (epochs of the
+            most-repeated domain) and ``most_repeated`` (that domain).
+        available: each domain's size (in D's unit) where known; the caps hold for these.
+        max_repeat: epochs each of those domains may be repeated (see
+            :data:`DEFAULT_MAX_REPEAT`).
     """
 
     domains: tuple[str, ...]
@@ -131,6 +161,8 @@ class Plan:
     seed: int
     mixture_params: int | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
+    available: dict[str, float] = field(default_factory=dict)
+    max_repeat: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_mixtures(self) -> int:
@@ -186,7 +218,8 @@ class Plan:
 
         unit = config_unit(base)
         columns = [RUN, "mixture", "model", N_TOKENS, "n_tokens_unit", "law", "max_steps"]
-        columns += ["config"] + [weight_column(d) for d in self.domains]
+        columns += ["config", "max_epochs", "most_repeated"]
+        columns += [weight_column(d) for d in self.domains]
         rows = []
         for run in self.runs:
             cfg = copy.deepcopy(base)
@@ -237,6 +270,9 @@ def make_plan(
     grid_steps: int | None = None,
     alpha: float = 1.0,
     seed: int = 0,
+    available: Mapping[str, float] | None = None,
+    max_repeat: float | Mapping[str, float] = DEFAULT_MAX_REPEAT,
+    unit: Literal["tokens", "samples"] = "tokens",
 ) -> Plan:
     """Design the proxy sweep for fitting a mixture law.
 
@@ -257,9 +293,18 @@ def make_plan(
             ``1 / (2k)`` and at least ``n_mixtures`` points.
         alpha: Dirichlet concentration (``dirichlet`` design).
         seed: seed of the subset / draws / scrambling.
+        available: each domain's size in D's unit (tokens or samples; domains left out are
+            unlimited). Every mixture then has ``h_i * max(token_budgets) <= max_repeat_i *
+            available_i`` (see :func:`repeat_caps`), and each run records its ``max_epochs``.
+        max_repeat: epochs a domain may be repeated, one for all or per domain.
+        unit: what ``available`` and the budgets count, for messages.
 
     Returns:
         A :class:`Plan`; ``Plan.write`` writes the plan table and the run configs.
+
+    Raises:
+        ValueError: bad arguments, or caps that leave a domain's weight no room to vary or
+            too few mixtures for the law (naming the domain, its size, its cap and the fixes).
 
     Example:
         >>> p = make_plan(["a", "b", "c"], token_budgets=[1e7, 2e7], model_sizes=["S", "M"],
@@ -303,7 +348,25 @@ def make_plan(
             law,
         )
     _check_size(n_mixtures, len(sizes), len(budgets))
-    weights = design_weights(design, k, n_mixtures, min_weight, grid_steps, alpha, seed)
+    avail, repeat = _sizes(names, available, max_repeat)
+    upper = repeat_caps(names, max(budgets), avail, repeat)
+    if avail:
+        _check_caps(
+            names,
+            upper,
+            avail,
+            repeat,
+            max(budgets),
+            n_mixtures,
+            min_weight,
+            grid_steps,
+            law,
+            margin,
+            unit,
+        )
+    weights = capped_design_weights(
+        design, k, n_mixtures, min_weight, grid_steps, alpha, seed, upper
+    )
 
     width = len(str(n_mixtures - 1))
     runs = []
@@ -313,6 +376,10 @@ def make_plan(
                 name = f"{model}-{_fmt_tokens(t)}-m{i:0{width}d}"
                 run = {RUN: name, "mixture": i, "model": model, N_TOKENS: t}
                 run.update({weight_column(d): float(w) for d, w in zip(names, h, strict=True)})
+                if avail:
+                    epochs = run_epochs(names, h, t, avail)
+                    worst = max(epochs, key=epochs.__getitem__)
+                    run.update(max_epochs=epochs[worst], most_repeated=worst)
                 runs.append(run)
     return Plan(
         domains=names,
@@ -325,6 +392,8 @@ def make_plan(
         mixture_params=mix_params,
         seed=seed,
         runs=runs,
+        available=avail,
+        max_repeat=repeat,
     )
 
 
@@ -341,6 +410,277 @@ def _check_size(n_mixtures: int, n_sizes: int, n_budgets: int) -> None:
             f"model_sizes x {n_budgets} token_budgets), more than the limit of {MAX_RUNS:,}; "
             "lower n_mixtures or give fewer model_sizes or token_budgets"
         )
+
+
+def _sizes(
+    names: tuple[str, ...],
+    available: Mapping[str, float] | None,
+    max_repeat: float | Mapping[str, float],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``available`` and ``max_repeat`` checked, as dicts over the domains with a size."""
+    avail: dict[str, float] = {}
+    for d, v in (available or {}).items():
+        if d not in names:
+            raise ValueError(
+                f"available names {d!r}, which is not a training domain ({', '.join(names)})"
+            )
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not (math.isfinite(v) and v > 0)
+        ):
+            raise ValueError(f"available {d}={v!r}: a domain's size must be a positive number")
+        avail[d] = float(v)
+    if isinstance(max_repeat, Mapping):
+        unknown = sorted(set(max_repeat) - set(names))
+        if unknown:
+            raise ValueError(
+                f"max_repeat names {', '.join(map(repr, unknown))}, not a training domain"
+                f" ({', '.join(names)})"
+            )
+        per = {d: max_repeat.get(d, DEFAULT_MAX_REPEAT) for d in names}
+    else:
+        per = dict.fromkeys(names, max_repeat)
+    for d, r in per.items():
+        if (
+            isinstance(r, bool)
+            or not isinstance(r, (int, float))
+            or not (math.isfinite(r) and r > 0)
+        ):
+            raise ValueError(f"max_repeat {d}={r!r}: epochs must be a positive finite number")
+    return avail, {d: float(per[d]) for d in avail}
+
+
+def repeat_caps(
+    domains: Sequence[str],
+    n_tokens: float,
+    available: Mapping[str, float],
+    max_repeat: Mapping[str, float],
+) -> np.ndarray:
+    """The largest weight of each domain in a run of ``n_tokens``: ``R_i * available_i / D``.
+
+    A run of D (tokens or samples) with weight ``h_i`` reads ``h_i * D`` of domain ``i``, which
+    holds ``available_i``: ``h_i * D / available_i`` epochs of it. Capping the epochs at
+    ``R_i`` caps the weight. Domains without a size are not capped (1.0).
+
+    Example:
+        >>> repeat_caps(["web", "prose"], 1e7, {"prose": 1e5}, {"prose": 4.0}).tolist()
+        [1.0, 0.04]
+    """
+    return np.array(
+        [
+            min(1.0, max_repeat[d] * available[d] / n_tokens) if d in available else 1.0
+            for d in domains
+        ]
+    )
+
+
+def run_epochs(
+    domains: Sequence[str],
+    weights: Sequence[float],
+    n_tokens: float,
+    available: Mapping[str, float],
+) -> dict[str, float]:
+    """Epochs a run of ``n_tokens`` with ``weights`` takes of each domain with a known size.
+
+    Example:
+        >>> run_epochs(["web", "prose"], [0.9, 0.1], 1e7, {"prose": 1e5})
+        {'prose': 10.0}
+    """
+    return {
+        d: float(w) * n_tokens / available[d]
+        for d, w in zip(domains, weights, strict=True)
+        if d in available
+    }
+
+
+def _check_caps(
+    names: tuple[str, ...],
+    upper: np.ndarray,
+    avail: dict[str, float],
+    repeat: dict[str, float],
+    d_max: float,
+    n_mixtures: int,
+    min_weight: float,
+    grid_steps: int | None,
+    law: str | None,
+    margin: int,
+    unit: str,
+) -> None:
+    """Refuse caps that leave a domain's weight no room to vary, or too few mixtures.
+
+    Room is measured on the grid of the uncapped design (``grid_steps`` or the default ``S``),
+    whatever the design: mixtures closer than one step are not distinct enough to tell the
+    law's terms apart. A domain's weight must take ``L`` grid levels: one more than the
+    parameters each domain brings to the law's mixture group (joint: ``C_i`` and
+    ``gamma_i``, so 3 levels; 2 without a law): a weight that cannot vary leaves its terms
+    unidentified, and the law would fit them to noise.
+    """
+    k = len(names)
+    given = isinstance(grid_steps, int) and not isinstance(grid_steps, bool) and grid_steps > 0
+    steps = grid_steps if given else None
+    steps = steps or default_grid_steps(k, n_mixtures, min_weight)
+    step = (1.0 - k * min_weight) / steps
+    if law is not None:
+        per_domain = law_mixture_params(law, k + 1) - law_mixture_params(law, k)
+        why = f"the {law} law needs to identify its {per_domain} parameter(s) per domain"
+        levels = max(2, per_domain + 1)
+    else:
+        levels, why = 2, "a weight needs to vary at all"
+    caps = grid_caps(upper, min_weight, steps)
+    if upper.sum() < 1.0 - 1e-12:
+        total = sum(repeat[d] * avail[d] for d in names)
+        raise ValueError(
+            f"at D = {d_max:.4g} (the largest --tokens) the domains' data, repeated at most"
+            f" --max-repeat times, is {total:,.0f} {unit} in all, less than one run reads: no"
+            " mixture fits (the caps "
+            + ", ".join(f"{d} <= {u:.4g}" for d, u in zip(names, upper, strict=True))
+            + " sum to less than 1); give more data, or use a smaller --tokens or a larger"
+            " --max-repeat"
+        )
+    short = [i for i in np.argsort(upper, kind="stable") if names[i] in avail]
+    short = [i for i in short if caps[i] < levels - 1]
+    for i in short[:1]:  # the most constrained domain, with the others named after it
+        d = names[i]
+        need = min_weight + (levels - 1) * step
+        also = ", ".join(f"{names[j]!r} (weight <= {upper[j]:.4g})" for j in short[1:])
+        raise ValueError(
+            f"domain {d!r} has {avail[d]:,.0f} {unit}: at D = {d_max:.4g} (the largest"
+            f" --tokens) and --max-repeat {repeat[d]:g} its weight is capped at"
+            f" {upper[i]:.4g} ({avail[d]:,.0f} x {repeat[d]:g} / {d_max:.4g}), so it can vary"
+            f" only {max(0.0, upper[i] - min_weight):.4g} above the minimum weight"
+            f" {min_weight:g}, less than the {levels - 1} grid step(s) of {step:.4g}"
+            f" {why} (weight >= {need:.4g}); fixes for it: more data (>= "
+            f"{need * d_max / repeat[d]:,.0f} {unit}), --tokens <= "
+            f"{repeat[d] * avail[d] / need:.4g}, --max-repeat >= "
+            f"{need * d_max / avail[d]:.3g}"
+            + (
+                f", --grid-steps >= {math.ceil((levels - 1) * step * steps / room_i - 1e-9)}"
+                " (mixtures closer together)"
+                if (room_i := upper[i] - min_weight) > 0
+                else ""
+            )
+            + (f"; too small as well: {also}" if also else "")
+        )
+    room = count_capped_grid(steps, caps)
+    if room < n_mixtures:
+        capped = [
+            f"{names[i]!r} ({avail[names[i]]:,.0f} {unit}, weight <= {upper[i]:.4g})"
+            for i in np.argsort(upper, kind="stable")
+            if names[i] in avail and upper[i] < 1.0 - (k - 1) * min_weight
+        ]
+        sized = (
+            f"the {law} law needs ({n_mixtures - margin} + margin {margin})" if law else "asked for"
+        )
+        raise ValueError(
+            f"at D = {d_max:.4g} (the largest --tokens) the repetition caps leave"
+            f" {room} distinct mixtures (a grid step of {step:.4g} apart) of the {n_mixtures}"
+            f" {sized}: capped are {', '.join(capped)}; give them more data, or use a smaller"
+            " --tokens, a larger --max-repeat, a larger --grid-steps or fewer --n-mixtures"
+        )
+
+
+def domain_sizes(
+    train: Mapping[str, Any], unit: str = "tokens", *, progress: bool = False
+) -> tuple[dict[str, float], dict[str, str]]:
+    """How much data each training domain of a config's ``data.train`` holds, in ``unit``.
+
+    Shard specs (brace patterns, globs, folders, lists of ``.tar``) are expanded as the
+    datamodule expands them. ``samples``: the sample counts from the shard indexes (their
+    headers only). ``tokens``: the sum of every sample's ``ntok`` member (what
+    :class:`~mixsampler.MixtureDataset` counts), read through the index: one small read per
+    sample, not the token data, but a read of every shard's index, built (a walk of the
+    shard's headers) and cached beside it where missing.
+
+    Args:
+        train: domain name -> shard spec (``data.train`` of the config).
+        unit: ``tokens`` or ``samples`` (the datamodule's unit).
+        progress: a progress bar over each domain's shards (on a terminal only).
+
+    Returns:
+        ``(sizes, unknown)``: the size of each domain that could be counted, and for the others
+        why not (not shards, remote shards, samples without ``ntok``, missing files).
+
+    Example:
+        >>> domain_sizes({"web": {"class_path": "my.Dataset"}})[1]["web"]
+        'its data is not shard paths (a dict)'
+    """
+    from tqdm import tqdm
+
+    from mixsampler.index import load_index, shard_info
+    from mixsampler.tario import expand_shards, is_local, local_path
+
+    sizes: dict[str, float] = {}
+    unknown: dict[str, str] = {}
+    for name, spec in train.items():
+        name = str(name)
+        if not (
+            isinstance(spec, str)
+            or (isinstance(spec, list) and spec and all(isinstance(x, str) for x in spec))
+        ):
+            unknown[name] = f"its data is not shard paths (a {type(spec).__name__})"
+            continue
+        try:
+            urls = expand_shards(spec, name)
+        except (OSError, ValueError) as err:
+            unknown[name] = str(err)
+            continue
+        remote = [u for u in urls if not is_local(u)]
+        missing = [u for u in urls if is_local(u) and not os.path.isfile(local_path(u))]
+        if remote or missing:
+            unknown[name] = f"shard {(remote or missing)[0]} is " + (
+                "remote (counting would stream it)" if remote else "missing"
+            )
+            continue
+        try:
+            # tqdm's disable=None: a bar on a terminal, nothing in logs and pipes.
+            shown = tqdm(
+                urls,
+                desc=f"{name}: shards",
+                unit="shard",
+                disable=None if progress else True,
+                leave=False,
+            )
+            if unit == "samples":
+                sizes[name] = float(sum(shard_info(u)[0] for u in shown))
+            else:
+                total = 0
+                for u in shown:
+                    n = _shard_tokens(load_index(u))
+                    if n is None:
+                        raise ValueError(f"shard {u} has samples without an 'ntok' member")
+                    total += n
+                sizes[name] = float(total)
+        except (OSError, ValueError, RuntimeError) as err:
+            unknown[name] = str(err)
+    return sizes, unknown
+
+
+def _shard_tokens(idx: Any) -> int | None:
+    """The sum of a shard's ``ntok`` members, one small read each; None if a sample has none."""
+    if "ntok" not in idx.exts:
+        return None
+    arrays = idx.arrays
+    code = idx.exts.index("ntok")
+    members = np.flatnonzero(arrays["ext"] == code)
+    if len(members) != idx.count:
+        return None
+    from mixsampler.tario import local_path
+
+    total = 0
+    with open(local_path(idx.url), "rb", buffering=0) as f:
+        for off, size in zip(
+            arrays["offset"][members].tolist(), arrays["size"][members].tolist(), strict=True
+        ):
+            f.seek(off)
+            raw = f.read(size)
+            try:
+                total += int(raw)
+            except ValueError:
+                raise ValueError(
+                    f"shard {idx.url}: an 'ntok' member holds {raw[:20]!r}, not a whole number"
+                ) from None
+    return total
 
 
 def _model_sizes(sizes: Mapping[str, Mapping[str, Any]] | Sequence[str]) -> dict[str, dict]:

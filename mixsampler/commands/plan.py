@@ -83,6 +83,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="tokens per sample, to derive tokens per step from the config's batch size",
     )
+    p.add_argument(
+        "--available",
+        action="append",
+        metavar="DOMAIN=SIZE,...",
+        help="data each domain has, in D's unit (as optimize --available), e.g. prose=3.7e5;"
+        " each mixture then keeps h * max(--tokens) <= --max-repeat x SIZE. Default: counted"
+        " from the shards data.train names in --config (see --no-count)",
+    )
+    p.add_argument(
+        "--max-repeat",
+        action="append",
+        metavar="R | DOMAIN=R,...",
+        help="epochs a proxy run may take of a domain: R for all, or per domain (default 4:"
+        " Muennighoff et al. 2023, up to about 4 epochs repeated data is almost as good as new;"
+        " the laws have no repetition term)",
+    )
+    p.add_argument(
+        "--no-count",
+        action="store_true",
+        help="do not count the shards' sizes (with unit='tokens' this reads every sample's"
+        " ntok member, a small read per sample, and builds missing shard indexes); without"
+        " --available, repetition is then not checked",
+    )
     p.set_defaults(func=_run)
 
 
@@ -197,7 +220,7 @@ def _tokens_per_step(args: argparse.Namespace, config: dict[str, Any] | None) ->
 
 def _run(args: argparse.Namespace) -> int:
     from mixsampler.laws.commands.args import number
-    from mixsampler.plan import make_plan
+    from mixsampler.plan import config_unit, make_plan
 
     out = _check_out(args.out)
     config = _read_config(args.config) if args.config else None
@@ -214,6 +237,9 @@ def _run(args: argparse.Namespace) -> int:
     bad = [t for t, v in zip(args.tokens, tokens, strict=True) if not v > 0]
     if bad:
         raise ValueError(f"--tokens must be positive token budgets, got {', '.join(bad)}")
+    unit = config_unit(config) if config is not None else "tokens"
+    max_repeat = _max_repeat(args.max_repeat, domains)
+    available = _available(args, config, domains, unit)
     plan = make_plan(
         domains,
         token_budgets=tokens,
@@ -226,6 +252,9 @@ def _run(args: argparse.Namespace) -> int:
         grid_steps=args.grid_steps,
         alpha=args.alpha,
         seed=args.seed,
+        available=available,
+        max_repeat=max_repeat,
+        unit=unit,
     )
     per_step = _tokens_per_step(args, config)
     if config is not None:
@@ -253,9 +282,83 @@ def _run(args: argparse.Namespace) -> int:
         f"{len(plan.runs)} runs = {plan.n_mixtures} mixtures{sized} x {len(plan.model_sizes)}"
         f" model sizes x {len(plan.token_budgets)} token budgets -> {path}"
     )
+    _print_repetition(plan, unit)
     print(
         f"configs: {Path(args.out) / 'configs'}/*.yaml; then: mixsampler sweep {args.out}"
         f" (or --launcher slurm), and mixsampler fit {Path(args.out) / 'runs'}/*.csv"
         f" --law {args.law} --target all"
     )
     return 0
+
+
+def _max_repeat(items: list[str] | None, domains: list[str]) -> float | dict[str, float]:
+    """``--max-repeat``: one number or ``d=R`` pairs, each positive and finite."""
+    from mixsampler.laws.commands.args import scalar_or_pairs
+    from mixsampler.plan import DEFAULT_MAX_REPEAT
+
+    value = scalar_or_pairs(items, "--max-repeat", names=domains)
+    if value is None:
+        return DEFAULT_MAX_REPEAT
+    for d, r in value.items() if isinstance(value, dict) else [("", value)]:
+        if not r > 0:
+            where = f"{d}={r:g}" if d else f"{r:g}"
+            raise ValueError(f"--max-repeat {where}: epochs must be a positive number")
+    return value
+
+
+def _available(
+    args: argparse.Namespace, config: dict[str, Any] | None, domains: list[str], unit: str
+) -> dict[str, float] | None:
+    """Each domain's size: ``--available``, else counted from the config's shards.
+
+    Prints once which domains' repetition cannot be checked, and how to give their sizes (on
+    stdout, with the plan's summary: plan still writes; stderr is for what will fail).
+    """
+    from mixsampler.laws.commands.args import pairs
+    from mixsampler.plan import domain_sizes
+
+    how = "give sizes with --available DOMAIN=SIZE,... (in the datamodule's unit)"
+    if args.available:
+        sizes = pairs(args.available, "--available", names=domains)
+        for d, v in sizes.items():
+            if not v > 0:
+                raise ValueError(
+                    f"--available {d}={v:g}: a domain's size must be a positive number of {unit}"
+                )
+        unknown = {d: "not in --available" for d in domains if d not in sizes}
+    elif config is None or args.no_count:
+        why = "--no-count" if args.no_count else "no --config with shard paths to count"
+        print(f"note: repetition not checked ({why}): {how}")
+        return None
+    else:
+        data = config.get("data") or {}
+        dargs = data.get("init_args", data) if isinstance(data, dict) else {}
+        train = dargs.get("train") if isinstance(dargs, dict) else None
+        train = {d: v for d, v in (train or {}).items() if str(d) in domains}
+        if unit == "tokens" and dargs.get("length_fn") is not None:
+            unknown = dict.fromkeys(domains, "the config's length_fn counts the tokens")
+            sizes = {}
+        else:
+            print(f"counting the {unit} of each training domain's shards (--no-count skips)")
+            sizes, unknown = domain_sizes(train, unit, progress=True)
+            unknown.update({d: "not in data.train" for d in domains if d not in train})
+        for d, v in sizes.items():
+            print(f"  {d}: {v:,.0f} {unit}")
+    if unknown:
+        listed = "; ".join(f"{d}: {why}" for d, why in unknown.items())
+        print(f"note: repetition not checked for {listed}; {how}")
+    return sizes or None
+
+
+def _print_repetition(plan: Any, unit: str) -> None:
+    """The sweep's worst repetition, so a data-constrained sweep is seen before it runs."""
+    runs = [r for r in plan.runs if "max_epochs" in r]
+    if not runs:
+        return
+    worst = max(runs, key=lambda r: r["max_epochs"])
+    d = worst["most_repeated"]
+    print(
+        f"worst repetition: {worst['max_epochs']:.3g} epochs of {d!r} ({plan.available[d]:,.0f}"
+        f" {unit}) in run {worst['run']}, within --max-repeat {plan.max_repeat[d]:g};"
+        " plan.csv's max_epochs has each run's"
+    )
