@@ -183,23 +183,45 @@ def spearman(predicted: Sequence[float], measured: Sequence[float]) -> float:
 
 
 def random_mixtures(
-    domains: Sequence[str], k: int, *, min_weight: float, seed: int
+    domains: Sequence[str],
+    k: int,
+    *,
+    min_weight: float,
+    seed: int,
+    caps: Sequence[float] | None = None,
 ) -> list[dict[str, float]]:
     """``k`` mixtures drawn uniformly from the simplex above ``min_weight`` (a flat Dirichlet
     scaled into the floor), rounded to 4 decimals with the rest on the last domain.
+
+    ``caps`` (one per domain, e.g. :func:`mixsampler.plan.repeat_caps`) keeps the draws where
+    the proxies were planned: a draw above a cap is rejected, so the unseen mixtures test the
+    law on the set it was fitted for. Without a binding cap the draws are the uncapped ones.
 
     Example:
         >>> mixes = random_mixtures(["a", "b", "c"], 2, min_weight=0.02, seed=0)
         >>> len(mixes), all(abs(sum(m.values()) - 1) < 1e-9 for m in mixes)
         (2, True)
+        >>> capped = random_mixtures(["a", "b", "c"], 20, min_weight=0.02, seed=0, caps=[1, 1, 0.2])
+        >>> max(m["c"] for m in capped) <= 0.2
+        True
     """
     rng = np.random.default_rng(seed)
+    upper = np.ones(len(domains)) if caps is None else np.asarray(caps, dtype=float)
     out = []
     free = 1.0 - min_weight * len(domains)
+    # A cap that leaves room for 1 draw in 10,000 would stall the demo: refuse it instead.
     for _ in range(k):
-        w = min_weight + free * rng.dirichlet(np.ones(len(domains)))
-        w = np.round(w, 4)
-        w[-1] = 1.0 - w[:-1].sum()
+        for _attempt in range(10_000):
+            w = min_weight + free * rng.dirichlet(np.ones(len(domains)))
+            w = np.round(w, 4)
+            w[-1] = 1.0 - w[:-1].sum()
+            if (w <= upper + 1e-9).all():
+                break
+        else:
+            raise ValueError(
+                f"caps {dict(zip(domains, upper.round(4).tolist(), strict=True))} leave almost "
+                f"no room above min_weight {min_weight}: no mixture in 10,000 draws fits them"
+            )
         out.append({d: float(x) for d, x in zip(domains, w, strict=True)})
     return out
 

@@ -56,7 +56,9 @@ from demo_results import (
     Timings,
 )
 from demo_runs import make_model, run_many, train_run
-from demo_sweep import make_proxy_plan
+from demo_sweep import data_sizes, make_proxy_plan
+
+from mixsampler.plan import repeat_caps
 
 if TYPE_CHECKING:
     from mixsampler.laws import Decision
@@ -119,7 +121,16 @@ def run_demo(
         f"rand{i + 1:02d}": w
         for i, w in enumerate(
             claims.random_mixtures(
-                data.train_domains, cfg.check_mixtures, min_weight=cfg.min_weight, seed=cfg.seed + 1
+                data.train_domains,
+                cfg.check_mixtures,
+                min_weight=cfg.min_weight,
+                seed=cfg.seed + 1,
+                caps=repeat_caps(
+                    data.train_domains,
+                    cfg.proxy_tokens,
+                    data_sizes(data),
+                    dict.fromkeys(data.train_domains, cfg.max_repeat),
+                ),
             )
         )
     }

@@ -21,6 +21,11 @@ from demo_runs import (
 )
 
 
+def data_sizes(data: DemoData) -> dict[str, float]:
+    """Each training domain's size in D's unit (bytes: the models read bytes), for the caps."""
+    return {d: float(data.domains[d].train_bytes) for d in data.train_domains}
+
+
 def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
     """Proxy runs: the same evenly spaced mixtures at every proxy size (``make_plan``).
 
@@ -51,6 +56,11 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
         n_mixtures=cfg.n_mixtures,
         min_weight=cfg.min_weight,
         seed=cfg.seed,
+        # The laws have no term for repetition: a proxy that reads a small domain many times
+        # over measures a data-constrained regime (at --scale 16 the uncapped grid read the
+        # prose 27 times). Byte-level models: D's tokens are the training bytes.
+        available=data_sizes(data),
+        max_repeat=cfg.max_repeat,
     )
     plan.write(
         out,

@@ -325,6 +325,51 @@ def test_random_mixtures_are_fixed_by_the_seed_and_respect_the_floor() -> None:
         assert min(m.values()) >= 0.02 - 1e-4
 
 
+def test_random_mixtures_stay_under_the_repetition_caps() -> None:
+    domains = ["a", "b", "c", "d"]
+    free = random_mixtures(domains, 6, min_weight=0.02, seed=1)
+    # Caps that never bind leave the draws (hence the default demo's mixtures) as they were.
+    assert random_mixtures(domains, 6, min_weight=0.02, seed=1, caps=[1.0] * 4) == free
+    capped = random_mixtures(domains, 6, min_weight=0.02, seed=1, caps=[1.0, 1.0, 0.1, 1.0])
+    assert max(m["c"] for m in free) > 0.1  # the cap binds on these draws
+    assert all(m["c"] <= 0.1 for m in capped)
+    assert all(sum(m.values()) == pytest.approx(1.0, abs=1e-12) for m in capped)
+    with pytest.raises(ValueError, match="no mixture in 10,000 draws"):
+        random_mixtures(domains, 1, min_weight=0.02, seed=1, caps=[0.03] * 4)
+
+
+def test_proxy_plan_caps_a_small_domain_by_its_bytes(tmp_path) -> None:
+    from demo_config import FULL, scaled
+    from demo_sweep import make_proxy_plan
+
+    data = DemoData(
+        domains={
+            "big": DomainData("big", "", "tb", "vb", train_bytes=10_000_000),
+            "small": DomainData("small", "", "ts", "vs", train_bytes=100_000),
+            "mid": DomainData("mid", "", "tm", "vm", train_bytes=2_000_000),
+        },
+        origin="test",
+    )
+    cfg = scaled(FULL, proxy_tokens=1_000_000, main_tokens=1_000_000)
+    specs = make_proxy_plan(cfg, data, tmp_path)
+    # At most max_repeat (4) epochs of 100 KB in a 1M-byte run: weight 0.4.
+    worst = max(s.weights["small"] for s in specs)
+    assert worst <= 4 * 100_000 / 1_000_000 + 1e-9
+    uncapped = make_proxy_plan(
+        scaled(cfg, max_repeat=1e9), replace_sizes(data, small=10_000_000), tmp_path / "u"
+    )
+    assert max(s.weights["small"] for s in uncapped) > worst  # the cap is what bound it
+
+
+def replace_sizes(data: DemoData, **sizes: int) -> DemoData:
+    from dataclasses import replace
+
+    return DemoData(
+        {n: replace(d, train_bytes=sizes.get(n, d.train_bytes)) for n, d in data.domains.items()},
+        data.origin,
+    )
+
+
 def test_fingerprints_change_with_the_bytes_and_the_weights() -> None:
     from demo_optimize import weights_fingerprint
 
