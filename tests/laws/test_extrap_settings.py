@@ -129,3 +129,32 @@ def test_shrink_and_size_weights_are_recorded_in_law_json_settings() -> None:
     res = fit(_rows(), "additive", "t", seed=0, settings=s)
     assert res.law.fit["settings"] == dataclasses.asdict(s)
     assert "each model size weighing the same" in res.law.fit["objective"]
+
+
+def test_size_power_extrapolates_closer_when_small_models_bend_off_the_law() -> None:
+    """Small models carry an extra fast-decaying term the law lacks (as real proxies do):
+    weighting the rows toward the largest N predicts a 4x larger model closer to the truth."""
+    rng = np.random.default_rng(0)
+    sizes = np.repeat([1e8, 2e8, 4e8, 8e8], [24, 16, 12, 8]).astype(float)
+    d = rng.choice([2e9, 5e9, 1e10, 2e10], len(sizes)).astype(float)
+
+    def truth(n: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return 1.8 + 0.5 / (n / 1e9) ** 0.3 + 0.8 / (d / 1e9) ** 0.3 + 0.05 / (n / 1e8) ** 1.5
+
+    y = truth(sizes, d) * (1 + 0.002 * rng.standard_normal(len(sizes)))
+    t = RunTable(
+        ("a",),
+        ("a",),
+        sizes,
+        d,
+        np.ones((len(y), 1)),
+        {"a": y},
+        np.array([f"r{i}" for i in range(len(y))]),
+    )
+    n_new, d_new = np.full(4, 3.2e9), np.array([5e9, 1e10, 2e10, 4e10])
+    err = {}
+    for g in (0.0, 2.0):
+        res = fit(t, "chinchilla", "a", seed=0, settings=FitSettings(size_power=g))
+        pred = res.law.predict(n_new, d_new, np.ones((4, 1)))
+        err[g] = float(np.mean(np.abs(pred - truth(n_new, d_new)) / truth(n_new, d_new)))
+    assert err[2.0] < 0.9 * err[0.0], err
