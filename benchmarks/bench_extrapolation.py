@@ -60,11 +60,13 @@ REGMIX_LAWS = ("additive", "simple", "ye_m1", "linear")
 class Bench:
     """Collects fit jobs (table, split, law, objective, target), runs them in one pool."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, variants: dict[str, FitSettings]) -> None:
         self.seed = seed
+        self.variants = variants
         self.jobs: list[FitJob] = []
         self.keys: list[tuple[str, str, str, str, str, int]] = []
         self.tests: dict[tuple[str, str, str, int], RunTable] = {}
+        self.max_n: dict[str, float] = {}
 
     def add(
         self,
@@ -74,19 +76,18 @@ class Bench:
         fit_rows: RunTable,
         test_rows: RunTable,
         laws: tuple[str, ...],
-        objectives: tuple[str, ...],
         fold: int = 0,
     ) -> None:
         self.tests[(table_name, kind, target, fold)] = test_rows
+        top = float(max(fit_rows.model_size.max(), test_rows.model_size.max()))
+        self.max_n[table_name] = max(self.max_n.get(table_name, 0.0), top)
         for law in laws:
-            for obj in objectives:
-                self.jobs.append(
-                    FitJob(fit_rows, law, target, self.seed, FitSettings(objective=obj), quiet=True)
-                )
-                self.keys.append((table_name, kind, target, law, obj, fold))
+            for name, settings in self.variants.items():
+                self.jobs.append(FitJob(fit_rows, law, target, self.seed, settings, quiet=True))
+                self.keys.append((table_name, kind, target, law, name, fold))
 
     def run(self, jobs: int) -> dict[tuple[str, str, str, str, str], float]:
-        """MRE % per (table, kind, target, law, objective), pooled over folds by row.
+        """MRE % per (table, kind, target, law, variant), pooled over folds by row.
 
         Law ``ensemble``: the mean of the laws' predictions on each test row.
         """
@@ -105,6 +106,13 @@ class Bench:
             for k in ((table_name, kind, target, law, obj), (table_name, kind, target, "+", obj)):
                 preds.setdefault(k, []).append(pred)
                 obs.setdefault(k, []).append(y)
+            if kind in ("d", "mixture"):
+                # The same held-out rows at the table's largest N only: a fit weighted toward
+                # large N trades accuracy at small N, where no decision is made.
+                top = test.model_size == self.max_n[table_name]
+                k = (table_name, f"{kind}@maxN", target, law, obj)
+                preds.setdefault(k, []).append(pred[top])
+                obs.setdefault(k, []).append(y[top])
         out: dict[tuple[str, str, str, str, str], float] = {}
         for k, ps in preds.items():
             if k[3] == "+":
@@ -132,27 +140,35 @@ def _split_rows(table: RunTable, target: str, s: Split) -> tuple[RunTable, RunTa
 def plan(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     """Queue every fit; returns what the report needs to know about the tables."""
     info: dict[str, Any] = {}
-    objectives = tuple(args.objectives)
+    laws = tuple(args.laws)
     if args.slimpajama:
         _, slim, _ = paper_fit_set(Path(args.slimpajama))
         targets = [t for t in slim.targets if not args.targets or t in args.targets]
         info["slim"] = {"rows": len(slim), "targets": targets}
-        train = slim.select(slim.model_size < 1.2e9)
-        test = slim.select(slim.model_size >= 1.2e9)
-        inner_fit = train.select(train.model_size < 9e8)
-        inner_test = train.select(train.model_size >= 9e8)
+        n_sets = {"n": slim}
+        if "n122" in args.kinds:
+            # The paper's fit set plus the 122M runs (first checkpoint dropped, as for 310M).
+            _, n_sets["n122"], _ = paper_fit_set(Path(args.slimpajama), with_122m=True)
+        for kind, rows in n_sets.items():
+            if kind not in args.kinds:
+                continue
+            train = rows.select(rows.model_size < 1.2e9)
+            test = rows.select(rows.model_size >= 1.2e9)
+            # For auto and the inner choices: a check inside the fitting rows only (the
+            # largest fitted size held out: 310M-680M -> 937M, or 122M-680M -> 937M).
+            inner_fit = train.select(train.model_size < 9e8)
+            inner_test = train.select(train.model_size >= 9e8)
+            for t in targets:
+                bench.add("slim", kind, t, train, test, laws)
+                bench.add("slim", f"{kind}_inner", t, inner_fit, inner_test, laws)
         for t in targets:
-            if "n" in args.kinds:
-                bench.add("slim", "n", t, train, test, SLIM_LAWS, objectives)
-                # For auto: the choice made inside the fitting rows (310M-680M -> 937M).
-                bench.add("slim", "n_inner", t, inner_fit, inner_test, SLIM_LAWS, objectives)
             if "d" in args.kinds:
                 for s in plan_splits(slim, t, ("d",), seed=args.seed):
-                    bench.add("slim", "d", t, *_split_rows(slim, t, s), SLIM_LAWS, objectives)
+                    bench.add("slim", "d", t, *_split_rows(slim, t, s), laws)
             if "mixture" in args.kinds:
                 for s in plan_splits(slim, t, ("mixture",), folds=args.folds, seed=args.seed):
                     fit_rows, held = _split_rows(slim, t, s)
-                    bench.add("slim", "mixture", t, fit_rows, held, SLIM_LAWS, objectives, s.fold)
+                    bench.add("slim", "mixture", t, fit_rows, held, laws, s.fold)
     if args.regmix:
         reg = load_runs(args.regmix)
         runs = reg.run_ids.astype(str)
@@ -164,8 +180,8 @@ def plan(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             "targets": [t for t in reg.targets if not args.targets or t in args.targets],
         }
         if "mixture" in args.kinds:
-            for t in [t for t in reg.targets if not args.targets or t in args.targets]:
-                bench.add("regmix", "mixture", t, train, test, REGMIX_LAWS, objectives)
+            for t in info["regmix"]["targets"]:
+                bench.add("regmix", "mixture", t, train, test, REGMIX_LAWS)
     return info
 
 
@@ -175,38 +191,67 @@ def _table(
     kind: str,
     targets: list[str],
     laws: tuple[str, ...],
-    objectives: tuple[str, ...],
+    variants: tuple[str, ...],
     extra: dict[str, dict[str, float]] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
-    head = "| law | objective | mean | x today | " + " | ".join(targets) + " |"
+    head = "| law | variant | mean | x today | " + " | ".join(targets) + " |"
     lines = [head, "|---|---|---|---|" + "---|" * len(targets)]
     summary: dict[str, Any] = {}
     for law in (*laws, "ensemble"):
         base = np.mean([mres[(table_name, kind, t, law, "absolute")] for t in targets])
-        for obj in objectives:
-            vals = [mres[(table_name, kind, t, law, obj)] for t in targets]
+        for var in variants:
+            vals = [mres[(table_name, kind, t, law, var)] for t in targets]
             mean = float(np.mean(vals))
-            summary[f"{law}/{obj}"] = {
+            summary[f"{law}/{var}"] = {
                 "mean": mean,
                 "per_target": dict(zip(targets, vals, strict=True)),
             }
-            ratio = f"{mean / base:.3f}" if obj != "absolute" else "1"
+            ratio = f"{mean / base:.3f}" if var != "absolute" else "1"
             cells = " | ".join(f"{v:.3f}" for v in vals)
-            lines.append(f"| {law} | {obj} | {mean:.3f} | {ratio} | {cells} |")
+            lines.append(f"| {law} | {var} | {mean:.3f} | {ratio} | {cells} |")
     for name, per in (extra or {}).items():
         vals = [per[t] for t in targets]
         mean = float(np.mean(vals))
         summary[name] = {"mean": mean, "per_target": per}
         cells = " | ".join(f"{v:.3f}" for v in vals)
-        # The objective is in the name ("auto (relative)"); x today is not defined for it.
+        # The variant is in the name ("auto (relative)"); x today is not defined for it.
         lines.append(f"| {name} | - | {mean:.3f} | | {cells} |")
     return lines, summary
+
+
+def _inner_choice(
+    mres: dict[Any, float], kind: str, targets: list[str], laws: tuple[str, ...], variants
+) -> list[str]:
+    """Per law: each variant's inner (fitting rows only) and outer N error, and the variant
+    the inner check would choose (lowest mean inner MRE over targets) with its outer error."""
+    lines = [
+        "| law | variant | inner mean (937M) | N mean (1235M) | x today |",
+        "|---|---|---|---|---|",
+    ]
+    for law in laws:
+        inner = {
+            v: np.mean([mres[("slim", f"{kind}_inner", t, law, v)] for t in targets])
+            for v in variants
+        }
+        outer = {v: np.mean([mres[("slim", kind, t, law, v)] for t in targets]) for v in variants}
+        base = outer["absolute"]
+        for v in variants:
+            lines.append(
+                f"| {law} | {v} | {inner[v]:.3f} | {outer[v]:.3f} | {outer[v] / base:.3f} |"
+            )
+        pick = min(variants, key=lambda v: np.nan_to_num(inner[v], nan=1e9))
+        lines.append(
+            f"| {law} | **inner choice: {pick}** | {inner[pick]:.3f} | {outer[pick]:.3f} | "
+            f"{outer[pick] / base:.3f} |"
+        )
+    return lines
 
 
 def report(
     args: argparse.Namespace, info: dict[str, Any], mres: dict[Any, float]
 ) -> tuple[str, dict]:
-    objectives = tuple(args.objectives)
+    variants = tuple(args.variant_settings)
+    laws = tuple(args.laws)
     out: list[str] = [
         f"# Extrapolation of the laws ({datetime.date.today().isoformat()})",
         "",
@@ -214,46 +259,60 @@ def report(
         "the paper's absolute objective (below 1 is better). Generated by "
         "`benchmarks/bench_extrapolation.py`; the machine was shared, times not compared.",
         "",
+        "Variants: "
+        + "; ".join(f"`{k}` = {s.describe()}" for k, s in args.variant_settings.items()),
+        "",
     ]
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = {"variants": {k: str(v) for k, v in args.variant_settings.items()}}
     if "slim" in info:
         targets = info["slim"]["targets"]
         titles = {
-            "n": "SlimPajama, N: fit 310M-937M, MRE on 1235M",
+            "n": "SlimPajama, N: fit 310M-937M (the paper's fit set), MRE on 1235M",
+            "n122": "SlimPajama, N: fit 122M-937M (the paper's fit set + 122M), MRE on 1235M",
             "d": "SlimPajama, D: fit the first half of every curve, MRE on the rest",
             "mixture": f"SlimPajama, mixtures: {args.folds}-fold, every row held out once",
+            "d@maxN": "SlimPajama, D, the held-out rows of the largest size (1235M) only",
+            "mixture@maxN": f"SlimPajama, mixtures ({args.folds}-fold), the held-out rows of "
+            "the largest size (1235M) only",
         }
-        for kind in ("n", "d", "mixture"):
-            if kind not in args.kinds:
+        inner_sizes = {"n": "310M-680M", "n122": "122M-680M"}
+        for kind in ("n", "n122", "d", "d@maxN", "mixture", "mixture@maxN"):
+            if kind.split("@")[0] not in args.kinds:
                 continue
             extra: dict[str, dict[str, float]] = {}
-            if kind == "n":
-                for obj in objectives:
+            if kind in ("n", "n122"):
+                for var in variants:
                     auto, oracle, chosen = {}, {}, {}
                     for t in targets:
-                        inner = {law: mres[("slim", "n_inner", t, law, obj)] for law in SLIM_LAWS}
+                        inner = {law: mres[("slim", f"{kind}_inner", t, law, var)] for law in laws}
                         pick = min(inner, key=lambda law: np.nan_to_num(inner[law], nan=1e9))
                         chosen[t] = pick
-                        auto[t] = mres[("slim", "n", t, pick, obj)]
-                        oracle[t] = min(mres[("slim", "n", t, law, obj)] for law in SLIM_LAWS)
-                    extra[f"auto ({obj})"] = auto
-                    extra[f"oracle ({obj})"] = oracle
-                    summary.setdefault("auto_choice", {})[obj] = chosen
-            lines, summ = _table(mres, "slim", kind, targets, SLIM_LAWS, objectives, extra)
+                        auto[t] = mres[("slim", kind, t, pick, var)]
+                        oracle[t] = min(mres[("slim", kind, t, law, var)] for law in laws)
+                    extra[f"auto ({var})"] = auto
+                    extra[f"oracle ({var})"] = oracle
+                    summary.setdefault(f"auto_choice/{kind}", {})[var] = chosen
+            lines, summ = _table(mres, "slim", kind, targets, laws, variants, extra)
             summary[f"slim/{kind}"] = summ
             out += [f"## {titles[kind]}", "", *lines, ""]
-        if "auto_choice" in summary:
-            out += [
-                "auto's choice per target (by the held-out 937M error of a fit on 310M-680M): "
-                + "; ".join(
-                    f"{obj}: " + ", ".join(f"{t} {law}" for t, law in ch.items())
-                    for obj, ch in summary["auto_choice"].items()
-                ),
-                "",
-            ]
+            if kind in ("n", "n122"):
+                out += [
+                    f"auto's choice per target (by the held-out 937M error of a fit on "
+                    f"{inner_sizes[kind]}): "
+                    + "; ".join(
+                        f"{var}: " + ", ".join(f"{t} {law}" for t, law in ch.items())
+                        for var, ch in summary[f"auto_choice/{kind}"].items()
+                    ),
+                    "",
+                    f"Variant chosen by the inner check alone (fit {inner_sizes[kind]}, score "
+                    "937M; the 1235M rows never enter the choice):",
+                    "",
+                    *_inner_choice(mres, kind, targets, laws, variants),
+                    "",
+                ]
     if "regmix" in info:
         targets = info["regmix"]["targets"]
-        lines, summ = _table(mres, "regmix", "mixture", targets, REGMIX_LAWS, objectives)
+        lines, summ = _table(mres, "regmix", "mixture", targets, REGMIX_LAWS, variants)
         summary["regmix/mixture"] = summ
         out += [
             f"## RegMix 1M, mixtures: fit {info['regmix']['train']} train-* runs, MRE on "
@@ -265,12 +324,34 @@ def report(
     return "\n".join(out), summary
 
 
+def parse_variant(text: str) -> tuple[str, FitSettings]:
+    """``label:field=value,field=value`` -> (label, FitSettings); values parsed as JSON when
+    they can be (numbers), else kept as strings (``objective=relative``)."""
+    label, _, spec = text.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, spec.split(",")):
+        key, _, val = item.partition("=")
+        try:
+            kwargs[key] = json.loads(val)
+        except json.JSONDecodeError:
+            kwargs[key] = val
+    return label, FitSettings(**kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--slimpajama", help="path of dmsl_slimpajama.csv")
     p.add_argument("--regmix", help="path of regmix_1m.csv")
-    p.add_argument("--kinds", nargs="+", default=["n", "d", "mixture"])
+    p.add_argument("--kinds", nargs="+", default=["n", "n122", "d", "mixture"])
     p.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="more fit settings to compare, as label:field=value,... (e.g. "
+        "size:size_weights=size shrink1:shrink=1,objective=relative)",
+    )
+    p.add_argument("--laws", nargs="+", default=list(SLIM_LAWS), choices=SLIM_LAWS)
     p.add_argument("--targets", nargs="+", help="only these targets (default: all)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -281,8 +362,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--objectives must include absolute (today's fits, the reference)")
     if not (args.slimpajama or args.regmix):
         p.error("pass --slimpajama and/or --regmix")
+    args.variant_settings = {o: FitSettings(objective=o) for o in args.objectives}
+    for text in args.variants:
+        try:
+            label, settings = parse_variant(text)
+        except (TypeError, ValueError) as err:
+            p.error(f"--variants {text!r}: {err}")
+        args.variant_settings[label] = settings
     logging.disable(logging.WARNING)
-    bench = Bench(args.seed)
+    bench = Bench(args.seed, args.variant_settings)
     info = plan(args, bench)
     print(f"{len(bench.jobs)} fits", flush=True)
     mres = bench.run(args.jobs)

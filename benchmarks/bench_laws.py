@@ -79,9 +79,14 @@ FIT_SET = (
 )
 
 
-def paper_fit_set(path: Path) -> tuple[RunTable, RunTable, int]:
-    """The paper's fit set as released, and with each run's repeated last checkpoint dropped."""
-    table = load_runs(path, where=FIT_SET)
+def paper_fit_set(path: Path, with_122m: bool = False) -> tuple[RunTable, RunTable, int]:
+    """The paper's fit set as released, and with each run's repeated last checkpoint dropped.
+
+    ``with_122m``: also the 122M runs (first checkpoint dropped, as for 310M), which the paper
+    left out of its fit set: a fourth fitted size for the N extrapolation.
+    """
+    where = f"(model_size == 122e6 and n_tokens > 3e9) or {FIT_SET}" if with_122m else FIT_SET
+    table = load_runs(path, where=where)
     dedup, dropped = drop_repeated_checkpoints(table)
     return table, dedup, dropped
 

@@ -39,6 +39,9 @@ class Law:
             end above the smaller one's.
         embed: maps the fitted ``warm_from`` law's parameters into this law's.
         needs_target: the law reads the target's own training weight (BiMix).
+        nested_blocks: the per-domain blocks that are all equal in ``warm_from`` (joint's
+            CA and CB: equal CA_i make (sum_i CA_i h_i)^gammaA a constant, the additive law's
+            A); ``FitSettings.shrink`` pulls them toward their common value.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Law:
     warm_from: str | None = None
     embed: Embed | None = None
     needs_target: bool = False
+    nested_blocks: tuple[str, ...] = ()
 
     @property
     def uses_n(self) -> bool:
@@ -123,6 +127,7 @@ _LAWS = (
         (T.constant_term(), T.mix_inverse_term(), T.joint_power_term("N"), T.joint_power_term("D")),
         warm_from="additive",
         embed=_additive_to_joint,
+        nested_blocks=("CA", "CB"),
     ),
     Law(
         "simple",
@@ -135,6 +140,7 @@ _LAWS = (
         (T.constant_term(), T.mix_inverse_term(), T.full_power_term("N"), T.full_power_term("D")),
         warm_from="joint",
         embed=_joint_to_full,
+        nested_blocks=("Calpha", "Cbeta"),
     ),
     Law(
         "ye_m1",

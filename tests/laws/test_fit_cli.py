@@ -74,3 +74,23 @@ def test_fit_jobs_must_be_positive(tmp_path: Path, helpers: Any) -> None:
         str(tmp_path / "L.json"),
     ]
     assert cli.main(argv) == 2
+
+
+def test_fit_size_power_and_shrink_reach_law_json(
+    tmp_path: Path, helpers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = helpers.write_csv(
+        tmp_path / "r.csv", helpers.synth_rows({"a": helpers.true_law("chinchilla")}, n_mix=3)
+    )
+    law = tmp_path / "L.json"
+    base = ["fit", str(runs), "--law", "chinchilla", "--target", "a", "--no-heldout"]
+    argv = [*base, "--size-power", "2", "--size-weights", "size", "--shrink", "0.5"]
+    assert cli.main([*argv, "-o", str(law)]) == 0
+    fit_info = json.loads(law.read_text())["laws"]["a"]["fit"]
+    assert fit_info["settings"]["size_power"] == 2.0
+    assert fit_info["settings"]["size_weights"] == "size"
+    assert fit_info["settings"]["shrink"] == 0.5
+    assert "(N / max N)^2" in fit_info["objective"]
+    capsys.readouterr()
+    assert cli.main([*base, "--shrink", "-1", "-o", str(law)]) == 2
+    assert "--shrink must be a finite number >= 0, got -1.0" in capsys.readouterr().err
