@@ -348,6 +348,7 @@ def make_plan(
             law,
         )
     _check_size(n_mixtures, len(sizes), len(budgets))
+    _warn_n_check(law, len(sizes))
     avail, repeat = _sizes(names, available, max_repeat)
     upper = repeat_caps(names, max(budgets), avail, repeat)
     if avail:
@@ -394,6 +395,23 @@ def make_plan(
         runs=runs,
         available=avail,
         max_repeat=repeat,
+    )
+
+
+def _warn_n_check(law: str | None, n_sizes: int) -> None:
+    """Say when the sweep cannot check the law's N extrapolation, the step a decision rests on."""
+    from mixsampler.laws.heldout import N_CHECK_SIZES
+    from mixsampler.laws.law_defs import get_law
+
+    if law is None or not get_law(law).uses_n or n_sizes >= N_CHECK_SIZES:
+        return
+    log.warning(
+        "%d model size(s): `mixsampler fit` can check the %s law's extrapolation in N only with"
+        " %d (3 to fit, the largest to predict), and `fit --law auto` chooses a form by that"
+        " check; without it `optimize` cannot say how far the law holds in N. Add model sizes.",
+        n_sizes,
+        law,
+        N_CHECK_SIZES,
     )
 
 

@@ -196,3 +196,17 @@ def test_mixture_count_is_read_from_the_law_definition(law: str) -> None:
         if b.group is not None:
             by_group[b.group] = by_group.get(b.group, 0) + (k if b.per_domain else 1)
     assert law_mixture_params(law, k) == max(by_group.values())
+
+
+def test_plan_says_when_the_sizes_cannot_check_the_n_extrapolation(caplog) -> None:
+    from mixsampler.laws.heldout import N_CHECK_SIZES
+
+    with caplog.at_level("WARNING", logger="mixsampler.plan"):
+        make_plan(["a", "b"], token_budgets=[1e6], model_sizes=["S", "M", "L"], law="joint")
+    assert f"only with {N_CHECK_SIZES}" in caplog.text and "3 model size(s)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mixsampler.plan"):
+        make_plan(["a", "b"], token_budgets=[1e6], model_sizes=["S", "M", "L", "XL"], law="joint")
+        # a law without an N term, or no law: nothing to check in N
+        make_plan(["a", "b"], token_budgets=[1e6], model_sizes=["S"], law=None, n_mixtures=4)
+    assert "extrapolation in N" not in caplog.text
