@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mixsampler.checks import check_int
 from mixsampler.laws.fit import FitResult, FitSettings, fit
 from mixsampler.laws.fitted import FittedLaw
 from mixsampler.laws.optimize import optimize
@@ -288,8 +289,7 @@ def bootstrap(
         raise ValueError("targets must name at least one target, got none")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    check_int("jobs", jobs, low=1)
     n_runs = len(np.unique(table.run_ids.astype(str)))
     if n_runs < 2:
         raise ValueError(f"bootstrap over runs needs at least 2 runs, the table has {n_runs}")

@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from mixsampler.checks import check_int
 from mixsampler.threads import requested_blas_threads, restore_blas_threads, set_blas_threads
 
 __all__ = ["WorkerDiedError", "run_jobs"]
@@ -115,8 +116,7 @@ def run_jobs(
         Exception: the first exception a job raised, re-raised here; the others are killed.
         SystemExit: SIGTERM reached this process (exit status 143); the workers are killed.
     """
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    check_int("jobs", jobs, low=1)
     from tqdm.auto import tqdm
 
     # disable=None: a bar on a terminal only; logs and captured stderr keep one line per error.

@@ -185,13 +185,13 @@ def _pct(check: Any) -> str:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from mixsampler.checks import check_int
     from mixsampler.laws.commands.args import output_file
     from mixsampler.laws.heldout import fit_checked
     from mixsampler.laws.io import save_laws
     from mixsampler.laws.runtable import load_runs
 
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    check_int("--jobs", args.jobs, low=1)
     if args.folds < 2:
         raise ValueError(f"--folds must be >= 2, got {args.folds}")
     output_file(args.output, "--output")

@@ -96,7 +96,7 @@ def test_refit_modes(helpers: Any, synth_table: Any) -> None:
     assert res.params["a"].shape == (2, 5) and res.converged.shape == (2,)
     with pytest.raises(ValueError, match="refit can be local, full, got 'fast'"):
         bootstrap(table, "chinchilla", ["a"], refit="fast")
-    with pytest.raises(ValueError, match="jobs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1, got 0"):
         bootstrap(table, "chinchilla", ["a"], jobs=0)
 
 

@@ -47,7 +47,7 @@ def test_results_in_item_order_serial_and_parallel() -> None:
 
 @pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
 def test_bad_jobs_named(jobs: object) -> None:
-    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
         run_jobs(math.sqrt, [1.0], jobs)  # type: ignore[arg-type]
 
 
