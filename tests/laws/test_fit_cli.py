@@ -94,3 +94,30 @@ def test_fit_size_power_and_shrink_reach_law_json(
     capsys.readouterr()
     assert cli.main([*base, "--shrink", "-1", "-o", str(law)]) == 2
     assert "--shrink must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_fit_size_power_auto_records_its_evidence(
+    tmp_path: Path, helpers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = helpers.synth_rows(
+        {"a": helpers.true_law("chinchilla")}, n_mix=3, sizes=(1e8, 2e8, 4e8, 8e8)
+    )
+    runs = helpers.write_csv(tmp_path / "r.csv", rows)
+    law = tmp_path / "L.json"
+    base = ["fit", str(runs), "--law", "chinchilla", "--target", "a", "--size-power", "auto"]
+    assert cli.main([*base, "-o", str(law)]) == 0
+    assert "--size-power auto: G = " in capsys.readouterr().out
+    fit_info = json.loads(law.read_text())["laws"]["a"]["fit"]
+    auto = fit_info["size_power_auto"]
+    assert set(auto["mean_mre"]) == {"0", "1", "2", "3", "4"}
+    assert fit_info["settings"]["size_power"] == auto["chosen"]
+    best = min(auto["mean_mre"], key=lambda g: auto["mean_mre"][g])
+    assert auto["mean_mre"][f"{auto['chosen']:g}"] == auto["mean_mre"][best]
+    # Three sizes cannot run the check it chooses by: one line, exit 2.
+    three = helpers.write_csv(tmp_path / "r3.csv", [r for r in rows if r["model_size"] < 8e8])
+    assert cli.main(["fit", str(three), *base[2:], "-o", str(tmp_path / "L3.json")]) == 2
+    assert "needs 4 model sizes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*base[:-1], "fast", "-o", str(law)])
+    assert exit_.value.code == 2
+    assert "--size-power: expected a number or auto, got 'fast'" in capsys.readouterr().err
