@@ -37,8 +37,9 @@ training loader without ``val_check_interval`` (zero rows), a fresh run under a 
 already holds.
 
 This module owns the callback whole: arguments, setup, counting D per training domain
-(``_TrainCounts``), summing the validation losses per domain slot (``_ValidationSums``), the
-one reduction, the rows and its state.
+(``_TrainCounter``), summing the validation losses per domain slot (``_ValidationSums``), the
+one reduction, the rows and its state. The logger holds one counter and one set of sums and
+its hooks delegate to them.
 
 Example:
     >>> trainer = Trainer(callbacks=[DomainLossLogger("runs.csv", run="s-m03")])  # doctest: +SKIP
@@ -53,7 +54,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -90,41 +91,51 @@ __all__ = ["DomainLossLogger"]
 log = logging.getLogger(__name__)
 
 
-# The two halves of DomainLossLogger's state machine, as classes it inherits: the training
-# side (D per domain) and the validation side (loss sums per domain slot). The state is created
-# in DomainLossLogger.__init__.
+# DomainLossLogger's state, in two parts it holds and its hooks delegate to: the training side
+# (D per training domain) and the validation side (the loss sums per validation domain slot).
+# Each part creates and owns its state; the logger alone meets the Trainer: it reduces once,
+# logs, writes the rows and saves the state.
 
 
-class _TrainCounts(Callback):
-    """Counts D on every rank as training batches arrive (state set by DomainLossLogger)."""
+class _TrainCounter:
+    """D per training domain, counted on this rank as training batches reach ``training_step``.
 
-    tokens_per_sample: int | None
-    validate_at_end: bool
-    _train_domains: list[str]
-    _train_slot: dict[str, int]
-    _consumed: torch.Tensor | None
-    _restored: dict[str, dict[str, float]]
-    _counting: str
-    _warned_no_tokens: bool
-    _n_tokens_unit: str
-    _sums: torch.Tensor | None
+    Args:
+        tokens_per_sample: tokens of each training sample when batches carry no token counts.
+    """
 
-    @override
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self._validate_at_the_end(trainer)
-        if self._consumed is None or not self._train_domains:
+    def __init__(self, tokens_per_sample: int | None) -> None:
+        self.tokens_per_sample = tokens_per_sample
+        self.domains: list[str] = []
+        self.slots: dict[str, int] = {}
+        # (2, k) float64: samples and tokens consumed on this rank since fit start / the restore
+        self.consumed: torch.Tensor | None = None
+        # The checkpoint's counts (global: rank zero saved them summed over ranks).
+        self.restored: dict[str, dict[str, float]] = {"samples": {}, "tokens": {}}
+        # "batches": from each batch's domains and tokens (exact); "sampler": the sampler's
+        # counters, which run ahead of training, when the batches' domains are unknown.
+        self.counting: Literal["batches", "sampler"] = "batches"
+        # What n_tokens counts: "tokens" once a batch carried token counts, else "samples".
+        self.unit: Literal["tokens", "samples"] = "samples"
+        self.warned_no_tokens = False
+
+    def set_domains(self, domains: Sequence[str]) -> None:
+        """Give each training domain its slot, in this order."""
+        self.domains = list(domains)
+        self.slots = {d: i for i, d in enumerate(self.domains)}
+
+    def start(self, device: torch.device) -> None:
+        """Count from zero on ``device``: the module's, where batches arrive (no GPU sync)."""
+        self.consumed = torch.zeros(2, len(self.domains), dtype=torch.float64, device=device)
+
+    def batch(self, trainer: pl.Trainer, batch: Any) -> None:
+        """Add a training batch's samples and tokens to its domains' slots."""
+        if self.consumed is None or not self.domains:
             return
         meta = train_meta(trainer, batch)
         if meta is None:
-            if self._counting == "batches":
-                self._counting = "sampler"
+            if self.counting == "batches":
+                self.counting = "sampler"
                 rank_zero_warn(
                     "DomainLossLogger: the training batches' domains are unknown (batches from"
                     " neither MixtureDataModule nor dicts with '__domain__'); D and the realized"
@@ -135,123 +146,130 @@ class _TrainCounts(Callback):
             return
         domains, ntok = meta
         try:
-            idx = [self._train_slot[d] for d in domains]
+            idx = [self.slots[d] for d in domains]
         except KeyError as err:
             raise ValueError(
                 f"training batch has domain {err.args[0]!r}, not one of the training domains"
-                f" {self._train_domains}"
+                f" {self.domains}"
             ) from None
-        dev = self._consumed.device
+        dev = self.consumed.device
         index = torch.tensor(idx, dtype=torch.long).to(dev, non_blocking=True)
         ones = torch.ones(len(idx), dtype=torch.float64, device=dev)
-        self._consumed[0].index_add_(0, index, ones)
+        self.consumed[0].index_add_(0, index, ones)
         if ntok is not None:
-            self._n_tokens_unit = "tokens"
+            self.unit = "tokens"
             tokens = torch.tensor(ntok, dtype=torch.float64).to(dev, non_blocking=True)
         elif self.tokens_per_sample is not None:
-            self._n_tokens_unit = "tokens"
+            self.unit = "tokens"
             tokens = ones * self.tokens_per_sample
         else:
             # Images, audio: D counts samples by design (unit="samples"); the run table's
             # n_tokens_unit column says so, and a warning meant for text would be noise.
-            if not self._warned_no_tokens and not counts_samples(trainer):
-                self._warned_no_tokens = True
+            if not self.warned_no_tokens and not counts_samples(trainer):
+                self.warned_no_tokens = True
                 rank_zero_warn(
                     "DomainLossLogger: the training samples carry no token count ('ntok' field"
                     " or MixtureDataModule(length_fn=...)) and tokens_per_sample is not set, so"
                     " n_tokens counts samples, not tokens."
                 )
             tokens = ones
-        self._consumed[1].index_add_(0, index, tokens)
+        self.consumed[1].index_add_(0, index, tokens)
 
-    def _validate_at_the_end(self, trainer: pl.Trainer) -> None:
-        # Lightning validates at the last step only when it falls on val_check_interval (a run
-        # of 97 steps at interval 20 would end with no row after step 80). Asking the loop to
-        # stop at the step it ends anyway makes it validate once more there.
-        if (
-            self.validate_at_end
-            and trainer.max_steps > 0
-            and trainer.global_step >= trainer.max_steps
-            and not trainer.should_stop
-        ):
-            trainer.should_stop = True
-
-    def _sampler_counts(self, trainer: pl.Trainer) -> list[list[float]]:
+    def sampler_counts(self, trainer: pl.Trainer, device: torch.device | str) -> list[list[float]]:
+        """The sampler's samples and tokens per domain, summed over ranks (the fallback)."""
         ds = find_mixture_dataset(trainer)
         counts = ds.counts() if ds is not None and hasattr(ds, "counts") else {}
         vec = torch.tensor(
             [
-                [float(counts.get(unit, {}).get(d, 0)) for d in self._train_domains]
+                [float(counts.get(unit, {}).get(d, 0)) for d in self.domains]
                 for unit in ("samples", "tokens")
             ],
             dtype=torch.float64,
         )
-        device = self._sums.device if self._sums is not None else "cpu"
         return trainer.strategy.reduce(vec.to(device), reduce_op="sum").cpu().tolist()
 
-    def _with_restored(self, consumed: list[list[float]]) -> tuple[dict, dict]:
+    def with_restored(
+        self, consumed: list[list[float]]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Samples and tokens per domain: the checkpoint's plus ``consumed`` (2 rows, k each)."""
         samples = {
-            d: self._restored["samples"].get(d, 0.0) + consumed[0][i]
-            for i, d in enumerate(self._train_domains)
+            d: self.restored["samples"].get(d, 0.0) + consumed[0][i]
+            for i, d in enumerate(self.domains)
         }
         tokens = {
-            d: self._restored["tokens"].get(d, 0.0) + consumed[1][i]
-            for i, d in enumerate(self._train_domains)
+            d: self.restored["tokens"].get(d, 0.0) + consumed[1][i]
+            for i, d in enumerate(self.domains)
         }
         return samples, tokens
 
+    def restore(self, samples: Mapping[str, Any], tokens: Mapping[str, Any]) -> None:
+        """Count on from a checkpoint's totals; this rank's own counts start again at zero."""
+        self.restored = {
+            "samples": {str(k): float(v) for k, v in samples.items()},
+            "tokens": {str(k): float(v) for k, v in tokens.items()},
+        }
+        if self.consumed is not None:
+            self.consumed.zero_()
 
-class _ValidationSums(Callback):
-    """Sums each validation batch's loss into its domain's slot (state set by DomainLossLogger)."""
 
-    _val_domains: list[str]
-    _val_slot: dict[str, int]
-    _loader_domains: list[str] | None
-    _sums: torch.Tensor | None
-    _counts: torch.Tensor | None
-    _batches: torch.Tensor | None
-    _warned: set[str]
+class _ValidationSums:
+    """Each validation domain's loss sum, scored tokens and batches, on this rank."""
 
-    @override
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def __init__(self) -> None:
+        self.domains: list[str] = []
+        self.slots: dict[str, int] = {}
+        # The domains of a dict of validation loaders, by dataloader_idx; else None.
+        self.loader_domains: list[str] | None = None
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+        # Batches per domain: the run table says how many each loss is the mean over.
+        self.batches: torch.Tensor | None = None
+        # The warnings of val_parts already given (it adds their keys).
+        self.warned: set[str] = set()
+
+    def set_domains(self, domains: Sequence[str]) -> None:
+        """Give each validation domain its slot, in this order (the columns' order)."""
+        self.domains = list(domains)
+        self.slots = {d: i for i, d in enumerate(self.domains)}
+
+    def epoch_start(self, trainer: pl.Trainer, device: torch.device) -> None:
+        """Add the loaders' new domains, then sum from zero on ``device``."""
         loaders = trainer.val_dataloaders
-        self._loader_domains = list(loaders) if isinstance(loaders, Mapping) else None
-        if self._loader_domains:
+        self.loader_domains = list(loaders) if isinstance(loaders, Mapping) else None
+        if self.loader_domains:
             # Every rank holds the same dict, so every rank adds the same slots in the same order.
-            for d in self._loader_domains:
-                if d not in self._val_slot:
-                    self._val_slot[d] = len(self._val_domains)
-                    self._val_domains.append(d)
+            for d in self.loader_domains:
+                if d not in self.slots:
+                    self.slots[d] = len(self.domains)
+                    self.domains.append(d)
         if counts_samples(trainer):
             # unit="samples" (images, audio): a sample is the unit a loss is averaged over,
             # so weighting batches by their samples is exact; no warning meant for text.
-            self._warned.add("samples")
-        n = len(self._val_domains)
-        self._sums = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
-        self._counts = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
-        # Batches per domain: the run table says how many each loss is the mean over.
-        self._batches = torch.zeros(n, dtype=torch.float64, device=pl_module.device)
+            self.warned.add("samples")
+        n = len(self.domains)
+        self.sums = torch.zeros(n, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(n, dtype=torch.float64, device=device)
+        self.batches = torch.zeros(n, dtype=torch.float64, device=device)
 
-    @override
-    def on_validation_batch_end(
+    def batch(
         self,
         trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
         outputs: Any,
         batch: Any,
         batch_idx: int,
-        dataloader_idx: int = 0,
+        dataloader_idx: int,
     ) -> None:
-        if self._sums is None or self._counts is None:
+        """Add a validation batch's loss sum and tokens to its domain's slot (or slots)."""
+        if self.sums is None or self.counts is None:
             return
         meta = val_meta(trainer, batch, batch_idx, dataloader_idx)
         domains, ntok = meta if meta is not None else (None, None)
         loader_domain = (
-            self._loader_domains[dataloader_idx]
-            if self._loader_domains and dataloader_idx < len(self._loader_domains)
+            self.loader_domains[dataloader_idx]
+            if self.loader_domains and dataloader_idx < len(self.loader_domains)
             else None
         )
-        name, loss_sum, n_tok = val_parts(outputs, domains, ntok, loader_domain, self._warned)
+        name, loss_sum, n_tok = val_parts(outputs, domains, ntok, loader_domain, self.warned)
         if name is None:
             raise ValueError(
                 "cannot tell the domain of a validation batch: use MixtureDataModule(val=...),"
@@ -259,37 +277,38 @@ class _ValidationSums(Callback):
                 " validation_step"
             )
         if isinstance(name, str):
-            slot = self._slot(name)
-            self._sums[slot] += loss_sum.to(self._sums.device, torch.float64).sum()
-            self._counts[slot] += n_tok.to(self._counts.device, torch.float64).sum()
-            if self._batches is not None:
-                self._batches[slot] += 1
+            slot = self.slot(name)
+            self.sums[slot] += loss_sum.to(self.sums.device, torch.float64).sum()
+            self.counts[slot] += n_tok.to(self.counts.device, torch.float64).sum()
+            if self.batches is not None:
+                self.batches[slot] += 1
             return
         if not (len(name) == loss_sum.numel() == n_tok.numel()):
             raise ValueError(
                 f"validation_step returned {loss_sum.numel()} loss_sum, {n_tok.numel()} n_tokens"
                 f" and {len(name)} domains; they must have one entry per sample"
             )
-        index = torch.tensor([self._slot(d) for d in name], dtype=torch.long)
-        index = index.to(self._sums.device, non_blocking=True)
-        self._sums.index_add_(0, index, loss_sum.to(self._sums.device, torch.float64))
-        self._counts.index_add_(0, index, n_tok.to(self._counts.device, torch.float64))
-        if self._batches is not None:
+        index = torch.tensor([self.slot(d) for d in name], dtype=torch.long)
+        index = index.to(self.sums.device, non_blocking=True)
+        self.sums.index_add_(0, index, loss_sum.to(self.sums.device, torch.float64))
+        self.counts.index_add_(0, index, n_tok.to(self.counts.device, torch.float64))
+        if self.batches is not None:
             for d in set(name):
-                self._batches[self._slot(d)] += 1
+                self.batches[self.slot(d)] += 1
 
-    def _slot(self, domain: str) -> int:
-        slot = self._val_slot.get(domain)
+    def slot(self, domain: str) -> int:
+        """The slot of ``domain``; a domain without one is an error."""
+        slot = self.slots.get(domain)
         if slot is None:
             # Slots are fixed so the one collective has the same shape on every rank.
             raise ValueError(
-                f"validation batch has domain {domain!r}, not one of {self._val_domains};"
+                f"validation batch has domain {domain!r}, not one of {self.domains};"
                 " list every validation domain in DomainLossLogger(domains=...)"
             )
         return slot
 
 
-class DomainLossLogger(_TrainCounts, _ValidationSums):
+class DomainLossLogger(Callback):
     """Log the validation loss of every domain and append run-table rows for the law fit.
 
     Args:
@@ -349,34 +368,28 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         self.domains = list(domains) if domains is not None else None
         self.model_size = check_model_size(model_size)
         self.weights = dict(weights) if weights is not None else None
-        self.tokens_per_sample = tokens_per_sample
         self.prefix = prefix
         self.log_mean = bool(log_mean)
         self.validate_at_end = bool(validate_at_end)
 
-        self._val_domains: list[str] = []
-        self._val_slot: dict[str, int] = {}
-        self._loader_domains: list[str] | None = None
-        self._sums: torch.Tensor | None = None
-        self._counts: torch.Tensor | None = None
-        self._batches: torch.Tensor | None = None
-        self._train_domains: list[str] = []
-        self._train_slot: dict[str, int] = {}
-        # (2, k) float64: samples and tokens consumed on this rank since setup / the restore
-        self._consumed: torch.Tensor | None = None
-        self._restored: dict[str, dict[str, float]] = {"samples": {}, "tokens": {}}
-        self._counting = "batches"
+        self._train = _TrainCounter(tokens_per_sample)
+        self._val = _ValidationSums()
         self._n: int | None = None
         self._n_total: int | None = None
         self._n_non_embedding: int | None = None
         self._writer: RunTableWriter | None = None
         self._rows_written = 0
         self._resumed = False
-        self._warned_no_tokens = False
-        # What n_tokens counts: "tokens" once a batch carried token counts, else "samples".
-        self._n_tokens_unit = "samples"
-        self._warned: set[str] = set()
         self._trainer: pl.Trainer | None = None
+
+    @property
+    def tokens_per_sample(self) -> int | None:
+        """Tokens of each training sample when batches carry none (the counter's, one copy)."""
+        return self._train.tokens_per_sample
+
+    @tokens_per_sample.setter
+    def tokens_per_sample(self, value: int | None) -> None:
+        self._train.tokens_per_sample = value
 
     @property
     @override
@@ -391,17 +404,18 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         dm = trainer.datamodule
         if self.domains is not None:
-            self._val_domains = list(self.domains)
+            self._val.set_domains(self.domains)
         elif dm is not None and getattr(dm, "val_domains", None):
-            self._val_domains = list(dm.val_domains)
-        self._val_slot = {d: i for i, d in enumerate(self._val_domains)}
-        self._train_domains = self._find_train_domains(trainer)
-        self._train_slot = {d: i for i, d in enumerate(self._train_domains)}
-        if self.log_mean and "mean" in self._val_domains:
+            self._val.set_domains(dm.val_domains)
+        else:
+            # Keep the domains a dict of loaders added at an earlier validation.
+            self._val.set_domains(self._val.domains)
+        self._train.set_domains(self._find_train_domains(trainer))
+        if self.log_mean and "mean" in self._val.domains:
             raise ValueError(
                 f"a validation domain named 'mean' collides with the mean's metric"
                 f" {self.prefix}/mean; rename the domain or set log_mean=False, got domains"
-                f" {self._val_domains}"
+                f" {self._val.domains}"
             )
         if trainer.world_size > 1:
             # The values are reduced here already; Lightning's advice to sync them again does
@@ -417,7 +431,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         self._n = None
         if stage == "fit":
             self._count_n(pl_module)
-        known = self._val_domains and self._train_domains
+        known = self._val.domains and self._train.domains
         if self.path is not None and known and trainer.is_global_zero:
             # Fail before training, not at the first validation, on a file of another sweep.
             self._table()
@@ -446,14 +460,35 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._n is None:
             self._count_n(pl_module)
-        if not self._train_domains:
+        if not self._train.domains:
             # A train loader passed to fit() directly is known only now.
-            self._train_domains = self._find_train_domains(trainer)
-            self._train_slot = {d: i for i, d in enumerate(self._train_domains)}
+            self._train.set_domains(self._find_train_domains(trainer))
         # On the module's device: batches arrive there, and counting must not sync the GPU.
-        self._consumed = torch.zeros(
-            2, len(self._train_domains), dtype=torch.float64, device=pl_module.device
-        )
+        self._train.start(pl_module.device)
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._validate_at_the_end(trainer)
+        self._train.batch(trainer, batch)
+
+    def _validate_at_the_end(self, trainer: pl.Trainer) -> None:
+        # Lightning validates at the last step only when it falls on val_check_interval (a run
+        # of 97 steps at interval 20 would end with no row after step 80). Asking the loop to
+        # stop at the step it ends anyway makes it validate once more there.
+        if (
+            self.validate_at_end
+            and trainer.max_steps > 0
+            and trainer.global_step >= trainer.max_steps
+            and not trainer.should_stop
+        ):
+            trainer.should_stop = True
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -475,26 +510,44 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
                     self.path,
                 )
 
-    # ---------------------------------------------------------------- validation: reduce, log
+    # ---------------------------------------------------------------- validation: sum, reduce, log
+
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val.epoch_start(trainer, pl_module.device)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._val.batch(trainer, outputs, batch, batch_idx, dataloader_idx)
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._sums is None or self._counts is None or trainer.sanity_checking:
+        val, train = self._val, self._train
+        if val.sums is None or val.counts is None or trainer.sanity_checking:
             return
-        k = len(self._val_domains)
-        batches = self._batches if self._batches is not None else torch.zeros_like(self._counts)
-        parts = [self._sums, self._counts, batches]
-        fitting = trainer.state.fn == "fit" and self._consumed is not None
-        if fitting and self._counting == "batches":
-            parts.append(self._consumed.reshape(-1).to(self._sums.device))
+        k = len(val.domains)
+        batches = val.batches if val.batches is not None else torch.zeros_like(val.counts)
+        parts = [val.sums, val.counts, batches]
+        fitting = trainer.state.fn == "fit" and train.consumed is not None
+        if fitting and train.counting == "batches":
+            assert train.consumed is not None
+            parts.append(train.consumed.reshape(-1).to(val.sums.device))
         # The only collective of this callback: one all-reduce per validation epoch.
         total = trainer.strategy.reduce(torch.cat(parts), reduce_op="sum").to("cpu")
         sums, counts = total[:k], total[k : 2 * k]
-        n_batches = {d: int(total[2 * k + i]) for i, d in enumerate(self._val_domains)}
-        check_every_domain_validated(trainer, self._val_domains, counts.tolist())
+        n_batches = {d: int(total[2 * k + i]) for i, d in enumerate(val.domains)}
+        check_every_domain_validated(trainer, val.domains, counts.tolist())
         losses = {
             d: (float(sums[i] / counts[i]) if counts[i] > 0 else math.nan)
-            for i, d in enumerate(self._val_domains)
+            for i, d in enumerate(val.domains)
         }
         for d, value in losses.items():
             if not math.isnan(value):
@@ -504,11 +557,11 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
             pl_module.log(f"{self.prefix}/mean", sum(finite) / len(finite), sync_dist=False)
         if not fitting or self.path is None:
             return
-        if self._counting == "batches":
+        if train.counting == "batches":
             consumed = total[3 * k :].reshape(2, -1).tolist()
         else:
-            consumed = self._sampler_counts(trainer)
-        samples, tokens = self._with_restored(consumed)
+            consumed = train.sampler_counts(trainer, val.sums.device)
+        samples, tokens = train.with_restored(consumed)
         if trainer.is_global_zero:
             self._write_row(trainer, losses, samples, tokens, n_batches)
 
@@ -517,7 +570,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
     def _table(self) -> RunTableWriter:
         """The writer of ``path`` (created with its header, or its header checked)."""
         assert self.path is not None
-        columns = row_columns(self._train_domains, self._val_domains)
+        columns = row_columns(self._train.domains, self._val.domains)
         if self._writer is None or set(self._writer.columns) != set(columns):
             self._writer = RunTableWriter(self.path, columns)
         return self._writer
@@ -531,7 +584,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         n_batches: dict[str, int],
     ) -> None:
         weights = self._current_weights(trainer)
-        if self._train_domains and weights is None:
+        if self._train.domains and weights is None:
             raise ValueError(
                 "DomainLossLogger cannot tell the training weights: train on a MixtureDataset /"
                 " MixtureDataModule or pass weights={domain: share}"
@@ -547,7 +600,7 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         )
         row[N_TOKENS] = int(round(sum(tokens.values())))
         row.update({val_batches_column(d): n for d, n in n_batches.items()})
-        row[N_TOKENS_UNIT] = self._n_tokens_unit
+        row[N_TOKENS_UNIT] = self._train.unit
         self._table().append(row)
         self._rows_written += 1
 
@@ -562,16 +615,17 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
         if raw is None:
             return None
         total = float(sum(raw.values()))
-        return {d: float(raw.get(d, 0.0)) / total for d in self._train_domains}
+        return {d: float(raw.get(d, 0.0)) / total for d in self._train.domains}
 
     # ---------------------------------------------------------------- state
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        samples: dict[str, float] = dict(self._restored["samples"])
-        tokens: dict[str, float] = dict(self._restored["tokens"])
-        if self._consumed is not None and self._train_domains and self._counting == "batches":
-            consumed = self._consumed
+        train = self._train
+        samples: dict[str, float] = dict(train.restored["samples"])
+        tokens: dict[str, float] = dict(train.restored["tokens"])
+        if train.consumed is not None and train.domains and train.counting == "batches":
+            consumed = train.consumed
             trainer = self._trainer
             if trainer is not None and trainer.world_size > 1:
                 # Lightning calls state_dict on every rank when saving (and barriers around it),
@@ -580,19 +634,14 @@ class DomainLossLogger(_TrainCounts, _ValidationSums):
                 consumed = trainer.strategy.reduce(
                     consumed.to(trainer.strategy.root_device, copy=True), reduce_op="sum"
                 ).cpu()
-            samples, tokens = self._with_restored(consumed.tolist())
+            samples, tokens = train.with_restored(consumed.tolist())
         return {"run": self.run, "samples": samples, "tokens": tokens}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.run = state_dict.get("run", self.run)
         self._resumed = True
-        self._restored = {
-            "samples": {str(k): float(v) for k, v in state_dict.get("samples", {}).items()},
-            "tokens": {str(k): float(v) for k, v in state_dict.get("tokens", {}).items()},
-        }
-        if self._consumed is not None:
-            self._consumed.zero_()
+        self._train.restore(state_dict.get("samples", {}), state_dict.get("tokens", {}))
 
 
 def _default_run_name(trainer: pl.Trainer) -> str:
