@@ -506,20 +506,20 @@ def choose_size_power(
     results = run_jobs(
         run_fit_job, job_list, jobs, desc="size power", progress=progress, label=_job_label
     )
+    by_key: dict[tuple[float, str, str], list[FitResult | str]] = {}
+    for key, r in zip(index, results, strict=True):
+        by_key.setdefault(key, []).append(r)
     per_target: dict[str, dict[str, float | None]] = {}
     means: dict[str, float | None] = {}
     for g in map(float, candidates):
-        per_target[f"{g:g}"] = {}
-        for t in targets:
-            best: float | None = None
-            for law in laws:
-                mine = [r for key, r in zip(index, results, strict=True) if key == (g, t, law)]
-                mre = summarize(table, t, splits[t], mine)["n"]["mre"]
-                if mre is not None and (best is None or mre < best):
-                    best = mre
-            per_target[f"{g:g}"][t] = best
-        vals = list(per_target[f"{g:g}"].values())
-        means[f"{g:g}"] = None if any(v is None for v in vals) else float(np.mean(vals))
+        mres = {
+            t: [summarize(table, t, splits[t], by_key[(g, t, law)])["n"]["mre"] for law in laws]
+            for t in targets
+        }
+        best = {t: min((m for m in ms if m is not None), default=None) for t, ms in mres.items()}
+        per_target[f"{g:g}"] = best
+        vals = list(best.values())
+        means[f"{g:g}"] = None if None in vals else float(np.mean(vals))
     scored = {g: m for g, m in means.items() if m is not None}
     if not scored:
         raise ValueError(f"--size-power auto: no size power could be scored: {per_target}")
