@@ -166,9 +166,14 @@ class DemoData:
         """Held-out targets: evaluated, never trained on."""
         return tuple(n for n, d in self.domains.items() if d.train is None)
 
+    def train_sizes(self) -> dict[str, float]:
+        """Each training domain's training bytes: D's unit too, since the models read bytes
+        (the optimizer's and the plan's ``available``)."""
+        return {n: float(self.domains[n].train_bytes) for n in self.train_domains}
+
     def natural_weights(self) -> dict[str, float]:
         """The mixture proportional to the training data each domain has."""
-        sizes = {n: self.domains[n].train_bytes for n in self.train_domains}
+        sizes = self.train_sizes()
         total = sum(sizes.values())
         if total <= 0:
             raise ValueError(f"training domains have no data: {sizes}")

@@ -75,7 +75,7 @@ def optimize_stage(
     n_tokens = float(cfg.main_tokens if n_tokens is None else n_tokens)
     domains = list(data.train_domains)
     targets = list(data.targets)
-    available = {d: float(data.domains[d].train_bytes) for d in domains}
+    available = data.train_sizes()
     natural = data.natural_weights()
     objectives: dict[str, dict[str, float]] = {"avg": {d: 1.0 / len(domains) for d in domains}}
     if targets:

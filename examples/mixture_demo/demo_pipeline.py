@@ -56,7 +56,7 @@ from demo_results import (
     Timings,
 )
 from demo_runs import make_model, run_many, train_run
-from demo_sweep import data_sizes, make_proxy_plan
+from demo_sweep import make_proxy_plan
 
 from mixsampler.plan import repeat_caps
 
@@ -128,7 +128,7 @@ def run_demo(
                 caps=repeat_caps(
                     data.train_domains,
                     cfg.proxy_tokens,
-                    data_sizes(data),
+                    data.train_sizes(),
                     dict.fromkeys(data.train_domains, cfg.max_repeat),
                 ),
             )

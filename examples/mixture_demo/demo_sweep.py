@@ -21,11 +21,6 @@ from demo_runs import (
 )
 
 
-def data_sizes(data: DemoData) -> dict[str, float]:
-    """Each training domain's size in D's unit (bytes: the models read bytes), for the caps."""
-    return {d: float(data.domains[d].train_bytes) for d in data.train_domains}
-
-
 def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]:
     """Proxy runs: the same evenly spaced mixtures at every proxy size (``make_plan``).
 
@@ -58,8 +53,8 @@ def make_proxy_plan(cfg: DemoConfig, data: DemoData, out: Path) -> list[RunSpec]
         seed=cfg.seed,
         # The laws have no term for repetition: a proxy that reads a small domain many times
         # over measures a data-constrained regime (at --scale 16 the uncapped grid read the
-        # prose 27 times). Byte-level models: D's tokens are the training bytes.
-        available=data_sizes(data),
+        # prose 27 times).
+        available=data.train_sizes(),
         max_repeat=cfg.max_repeat,
     )
     plan.write(
